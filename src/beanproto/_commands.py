@@ -1,0 +1,340 @@
+"""Commands: one frozen class per beanstalk command.
+
+Each command checks its arguments when it is made, so a command object that
+exists can always be written to the wire; :meth:`Connection.send` only formats
+it. Field names follow the protocol document (``priority`` for ``<pri>``,
+``bound`` for ``kick``'s bound); defaults follow greenstalk 2.1.1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from ._validate import MAX_UINT32, MAX_UINT64, check_body, check_int, check_tube
+
+__all__ = [
+    "Command",
+    "Put",
+    "Use",
+    "Reserve",
+    "ReserveWithTimeout",
+    "ReserveJob",
+    "Delete",
+    "Release",
+    "Bury",
+    "Touch",
+    "Watch",
+    "Ignore",
+    "Peek",
+    "PeekReady",
+    "PeekDelayed",
+    "PeekBuried",
+    "Kick",
+    "KickJob",
+    "StatsJob",
+    "StatsTube",
+    "Stats",
+    "ListTubes",
+    "ListTubeUsed",
+    "ListTubesWatched",
+    "PauseTube",
+    "Quit",
+    "DEFAULT_PRIORITY",
+    "DEFAULT_DELAY",
+    "DEFAULT_TTR",
+]
+
+DEFAULT_PRIORITY = 2**16
+DEFAULT_DELAY = 0
+DEFAULT_TTR = 60
+
+_frozen = dataclass(frozen=True, slots=True, kw_only=True)
+
+
+class Command:
+    """Base class of every command.
+
+    ``verb`` is the command's name on the wire.
+    """
+
+    __slots__ = ()
+    verb: ClassVar[bytes]
+
+    def wire(self) -> bytes:
+        """The command line, CRLF included (for ``put``, without the body)."""
+        return self.verb + b"\r\n"
+
+
+def _id(value: object) -> None:
+    check_int(value, "id", MAX_UINT64)
+
+
+def _u32(value: object, field: str) -> None:
+    check_int(value, field, MAX_UINT32)
+
+
+@_frozen
+class Put(Command):
+    """``put <pri> <delay> <ttr> <bytes>``: insert a job into the used tube."""
+
+    verb: ClassVar[bytes] = b"put"
+    body: bytes | bytearray | memoryview
+    priority: int = DEFAULT_PRIORITY
+    delay: int = DEFAULT_DELAY
+    ttr: int = DEFAULT_TTR
+
+    def __post_init__(self) -> None:
+        body = check_body(self.body)
+        if body is not self.body:
+            object.__setattr__(self, "body", body)
+        _u32(self.priority, "priority")
+        _u32(self.delay, "delay")
+        _u32(self.ttr, "ttr")
+
+    def wire(self) -> bytes:
+        return b"put %d %d %d %d\r\n" % (self.priority, self.delay, self.ttr, len(self.body))
+
+
+@_frozen
+class Use(Command):
+    """``use <tube>``: put later jobs into ``tube``."""
+
+    verb: ClassVar[bytes] = b"use"
+    tube: str
+
+    def __post_init__(self) -> None:
+        check_tube(self.tube)
+
+    def wire(self) -> bytes:
+        return b"use %s\r\n" % self.tube.encode("ascii")
+
+
+@_frozen
+class Reserve(Command):
+    """``reserve``: wait, without limit, for a job from the watched tubes."""
+
+    verb: ClassVar[bytes] = b"reserve"
+
+
+@_frozen
+class ReserveWithTimeout(Command):
+    """``reserve-with-timeout <seconds>``: wait at most ``timeout`` seconds."""
+
+    verb: ClassVar[bytes] = b"reserve-with-timeout"
+    timeout: int
+
+    def __post_init__(self) -> None:
+        _u32(self.timeout, "timeout")
+
+    def wire(self) -> bytes:
+        return b"reserve-with-timeout %d\r\n" % self.timeout
+
+
+@_frozen
+class _IdCommand(Command):
+    """A command whose only argument is a job id."""
+
+    id: int
+
+    def __post_init__(self) -> None:
+        _id(self.id)
+
+    def wire(self) -> bytes:
+        return b"%s %d\r\n" % (self.verb, self.id)
+
+
+@_frozen
+class ReserveJob(_IdCommand):
+    """``reserve-job <id>``: reserve one job by id (beanstalkd 1.12+)."""
+
+    verb: ClassVar[bytes] = b"reserve-job"
+
+
+@_frozen
+class Delete(_IdCommand):
+    """``delete <id>``: remove a job for good."""
+
+    verb: ClassVar[bytes] = b"delete"
+
+
+@_frozen
+class Release(Command):
+    """``release <id> <pri> <delay>``: give a reserved job back."""
+
+    verb: ClassVar[bytes] = b"release"
+    id: int
+    priority: int = DEFAULT_PRIORITY
+    delay: int = DEFAULT_DELAY
+
+    def __post_init__(self) -> None:
+        _id(self.id)
+        _u32(self.priority, "priority")
+        _u32(self.delay, "delay")
+
+    def wire(self) -> bytes:
+        return b"release %d %d %d\r\n" % (self.id, self.priority, self.delay)
+
+
+@_frozen
+class Bury(Command):
+    """``bury <id> <pri>``: set a reserved job aside until kicked."""
+
+    verb: ClassVar[bytes] = b"bury"
+    id: int
+    priority: int = DEFAULT_PRIORITY
+
+    def __post_init__(self) -> None:
+        _id(self.id)
+        _u32(self.priority, "priority")
+
+    def wire(self) -> bytes:
+        return b"bury %d %d\r\n" % (self.id, self.priority)
+
+
+@_frozen
+class Touch(_IdCommand):
+    """``touch <id>``: restart a reserved job's TTR."""
+
+    verb: ClassVar[bytes] = b"touch"
+
+
+@_frozen
+class _TubeCommand(Command):
+    """A command whose only argument is a tube name."""
+
+    tube: str
+
+    def __post_init__(self) -> None:
+        check_tube(self.tube)
+
+    def wire(self) -> bytes:
+        return b"%s %s\r\n" % (self.verb, self.tube.encode("ascii"))
+
+
+@_frozen
+class Watch(_TubeCommand):
+    """``watch <tube>``: add a tube to the watch list."""
+
+    verb: ClassVar[bytes] = b"watch"
+
+
+@_frozen
+class Ignore(_TubeCommand):
+    """``ignore <tube>``: remove a tube from the watch list."""
+
+    verb: ClassVar[bytes] = b"ignore"
+
+
+@_frozen
+class Peek(_IdCommand):
+    """``peek <id>``: look at a job without reserving it."""
+
+    verb: ClassVar[bytes] = b"peek"
+
+
+@_frozen
+class PeekReady(Command):
+    """``peek-ready``: the next ready job in the used tube."""
+
+    verb: ClassVar[bytes] = b"peek-ready"
+
+
+@_frozen
+class PeekDelayed(Command):
+    """``peek-delayed``: the delayed job with the least delay left."""
+
+    verb: ClassVar[bytes] = b"peek-delayed"
+
+
+@_frozen
+class PeekBuried(Command):
+    """``peek-buried``: the oldest buried job in the used tube."""
+
+    verb: ClassVar[bytes] = b"peek-buried"
+
+
+@_frozen
+class Kick(Command):
+    """``kick <bound>``: move up to ``bound`` buried (else delayed) jobs to ready."""
+
+    verb: ClassVar[bytes] = b"kick"
+    bound: int
+
+    def __post_init__(self) -> None:
+        _u32(self.bound, "bound")
+
+    def wire(self) -> bytes:
+        return b"kick %d\r\n" % self.bound
+
+
+@_frozen
+class KickJob(_IdCommand):
+    """``kick-job <id>``: move one buried or delayed job to ready."""
+
+    verb: ClassVar[bytes] = b"kick-job"
+
+
+@_frozen
+class StatsJob(_IdCommand):
+    """``stats-job <id>``: statistics of one job."""
+
+    verb: ClassVar[bytes] = b"stats-job"
+
+
+@_frozen
+class StatsTube(_TubeCommand):
+    """``stats-tube <tube>``: statistics of one tube."""
+
+    verb: ClassVar[bytes] = b"stats-tube"
+
+
+@_frozen
+class Stats(Command):
+    """``stats``: statistics of the whole server."""
+
+    verb: ClassVar[bytes] = b"stats"
+
+
+@_frozen
+class ListTubes(Command):
+    """``list-tubes``: every existing tube."""
+
+    verb: ClassVar[bytes] = b"list-tubes"
+
+
+@_frozen
+class ListTubeUsed(Command):
+    """``list-tube-used``: the tube this connection puts jobs into."""
+
+    verb: ClassVar[bytes] = b"list-tube-used"
+
+
+@_frozen
+class ListTubesWatched(Command):
+    """``list-tubes-watched``: the tubes this connection reserves from."""
+
+    verb: ClassVar[bytes] = b"list-tubes-watched"
+
+
+@_frozen
+class PauseTube(Command):
+    """``pause-tube <tube> <delay>``: hold back reserves from a tube."""
+
+    verb: ClassVar[bytes] = b"pause-tube"
+    tube: str
+    delay: int
+
+    def __post_init__(self) -> None:
+        check_tube(self.tube)
+        _u32(self.delay, "delay")
+
+    def wire(self) -> bytes:
+        return b"pause-tube %s %d\r\n" % (self.tube.encode("ascii"), self.delay)
+
+
+@_frozen
+class Quit(Command):
+    """``quit``: ask the server to close the connection. It has no reply."""
+
+    verb: ClassVar[bytes] = b"quit"

@@ -1,0 +1,338 @@
+"""The connection state machine: commands out as bytes, bytes in as events.
+
+Theory of operation
+-------------------
+beanstalkd answers each connection's commands one at a time, in the order they
+arrived (protocol section "Protocol"). So the client needs no ids: it keeps a
+FIFO of the commands it has sent, and the command at the head of the FIFO
+decides how the next reply is read (``_replies.REPLIES``). Sending several
+commands before reading any reply (pipelining) is just a longer FIFO.
+
+Reading a reply has two steps. First the reply line, up to CRLF; its status
+word picks a reader. Most replies end there. ``RESERVED``, ``FOUND`` and
+``OK`` announce a body of a known length: the connection then waits until the
+body and its CRLF are all buffered, and only then builds the event. Nothing is
+parsed twice and nothing is copied per chunk, so any split of the input gives
+the same events for the same total work.
+
+The connection is in one of four states:
+
+``OPEN``     commands may be sent.
+``CLOSING``  ``quit`` was sent; replies still owed are read, nothing is sent.
+``CLOSED``   the server closed the connection; :class:`ConnectionClosed` is
+             the last event.
+``ERROR``    the server broke the protocol. The error is raised again by every
+             later call: once framing is lost, nothing after it is trustworthy.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from typing import Final, Literal, NoReturn
+
+from . import _events as e
+from ._buffer import READ_SIZE, ReceiveBuffer
+from ._commands import Command, Put, Quit
+from ._replies import KNOWN_STATUSES, REPLIES, BodyWanted, Reader
+from .errors import (
+    ArgumentError,
+    ArgumentTypeError,
+    ConnectionClosedError,
+    LocalProtocolError,
+    RemoteProtocolError,
+    UnknownResponseError,
+)
+
+__all__ = ["Connection", "NEED_DATA", "NeedData", "State"]
+
+
+class NeedData(enum.Enum):
+    """The type of :data:`NEED_DATA`."""
+
+    NEED_DATA = "NEED_DATA"
+
+    def __repr__(self) -> str:
+        return "NEED_DATA"
+
+    __str__ = __repr__
+
+
+#: Returned by :meth:`Connection.next_event` when more bytes must be received.
+NEED_DATA: Final = NeedData.NEED_DATA
+
+
+class State(enum.Enum):
+    """Where a :class:`Connection` is in its life."""
+
+    OPEN = "OPEN"
+    CLOSING = "CLOSING"
+    CLOSED = "CLOSED"
+    ERROR = "ERROR"
+
+
+#: The longest reply line beanstalkd can send is ``USING <200-byte name>``
+#: (208 bytes with CRLF); the server itself refuses command lines over 224.
+DEFAULT_MAX_LINE_LENGTH = 224
+
+#: beanstalkd's largest ``-z`` (max job size) is 1 GiB.
+DEFAULT_MAX_BODY_SIZE = 2**30
+
+_CONNECTION_CLOSED = e.ConnectionClosed()
+_CRLF = b"\r\n"
+
+
+class Connection:
+    """One client connection to beanstalkd, without I/O.
+
+    Args:
+        max_line_length: longest reply line accepted, CRLF included. A server
+            that sends more bytes without a CRLF is broken.
+        max_body_size: largest body (job, or YAML document) accepted from the
+            server.
+    """
+
+    __slots__ = (
+        "_pending",
+        "_buffer",
+        "_body",
+        "_state",
+        "_error",
+        "_eof",
+        "max_line_length",
+        "max_body_size",
+    )
+
+    def __init__(
+        self,
+        *,
+        max_line_length: int = DEFAULT_MAX_LINE_LENGTH,
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+    ) -> None:
+        if max_line_length < 8:
+            raise ArgumentError("max_line_length must be at least 8")
+        if max_body_size < 0:
+            raise ArgumentError("max_body_size must not be negative")
+        self.max_line_length = max_line_length
+        self.max_body_size = max_body_size
+        self._pending: deque[tuple[Command, dict[bytes, Reader]]] = deque()
+        self._buffer = ReceiveBuffer()
+        self._body: BodyWanted | None = None
+        self._state = State.OPEN
+        self._error: RemoteProtocolError | None = None
+        self._eof = False
+
+    def __repr__(self) -> str:
+        return f"<beanproto.Connection state={self._state.name} pending={len(self._pending)}>"
+
+    # -- state ------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        """The connection's :class:`State`."""
+        return self._state
+
+    @property
+    def pending(self) -> int:
+        """How many commands sent are still waiting for their reply."""
+        return len(self._pending)
+
+    @property
+    def pending_commands(self) -> tuple[Command, ...]:
+        """The commands still waiting for their reply, oldest first."""
+        return tuple(command for command, _ in self._pending)
+
+    # -- sending ----------------------------------------------------------
+
+    def send(self, command: Command) -> bytes:
+        """Queue ``command`` and return the bytes to write to the server.
+
+        Raises:
+            LocalProtocolError: the connection has quit, closed or failed.
+            ArgumentTypeError: ``command`` is not a command.
+        """
+        head = self._enqueue(command)
+        if type(command) is Put:
+            return b"".join((head, command.body, _CRLF))
+        return head
+
+    def send_parts(self, command: Command) -> list[bytes | bytearray | memoryview]:
+        """Like :meth:`send`, but return the bytes in pieces to be written
+        in order (``sendmsg``, ``writelines``), so that a large ``put`` body is
+        never copied into one string."""
+        head = self._enqueue(command)
+        if type(command) is Put:
+            return [head, command.body, _CRLF]
+        return [head]
+
+    def _enqueue(self, command: Command) -> bytes:
+        if self._state is not State.OPEN:
+            raise LocalProtocolError(self._why_closed("send"))
+        if type(command) is Quit:
+            self._state = State.CLOSING
+            return command.wire()
+        try:
+            table = REPLIES[type(command)]
+        except KeyError:
+            raise ArgumentTypeError(
+                f"expected a beanproto command, not {type(command).__name__}"
+            ) from None
+        head = command.wire()
+        self._pending.append((command, table))
+        return head
+
+    def _why_closed(self, action: str) -> str:
+        if self._state is State.ERROR:
+            return f"cannot {action}: the connection failed earlier ({self._error})"
+        if self._state is State.CLOSING:
+            return f"cannot {action}: quit was sent"
+        return f"cannot {action}: the server closed the connection"
+
+    # -- receiving --------------------------------------------------------
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Feed bytes received from the server; ``b""`` means it closed.
+
+        Raises:
+            LocalProtocolError: data after end of file.
+            RemoteProtocolError: bytes arrived when no reply is owed.
+        """
+        if self._eof:
+            if data:
+                raise LocalProtocolError("received data after end of file")
+            return
+        if not data:
+            self._eof = True
+            return
+        self._check_wanted(len(data))
+        self._buffer.write(data)
+
+    def get_buffer(self, sizehint: int = -1) -> memoryview:
+        """Lend a writable buffer to receive into, then call
+        :meth:`buffer_updated` with the count of bytes written.
+
+        The same contract as :class:`asyncio.BufferedProtocol`. While a body is
+        expected the buffer is large enough to take all of it in one read, so
+        a large body goes from the socket to the event with a single copy.
+        """
+        wanted = self._bytes_wanted()
+        if sizehint > wanted:
+            wanted = sizehint
+        return self._buffer.writable(wanted)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        """Count ``nbytes`` written into the view from :meth:`get_buffer`.
+
+        ``0`` bytes is not end of file; call ``receive_data(b"")`` for that.
+        """
+        if self._eof and nbytes:
+            raise LocalProtocolError("received data after end of file")
+        if nbytes:
+            self._check_wanted(nbytes)
+        self._buffer.commit(nbytes)
+
+    def _bytes_wanted(self) -> int:
+        if self._body is not None:
+            missing = self._body.size + 2 - len(self._buffer)
+            if missing > READ_SIZE:
+                return missing
+        return READ_SIZE
+
+    def _check_wanted(self, nbytes: int) -> None:
+        if not self._pending and self._state is not State.ERROR:
+            self._fail(
+                RemoteProtocolError(f"server sent {nbytes} bytes when no reply was owed")
+            )
+
+    def next_event(self) -> e.Event | Literal[NeedData.NEED_DATA]:
+        """Return the next complete event, or :data:`NEED_DATA`.
+
+        Raises:
+            RemoteProtocolError: the server broke the protocol (and every call
+                after this one raises too).
+            ConnectionClosedError: the server closed the connection while a
+                reply was owed.
+        """
+        if self._state is State.ERROR:
+            raise RemoteProtocolError(self._why_closed("read")) from self._error
+        try:
+            return self._next_event()
+        except RemoteProtocolError as exc:
+            self._fail(exc)
+
+    def _fail(self, exc: RemoteProtocolError) -> NoReturn:
+        self._state = State.ERROR
+        self._error = exc
+        raise exc
+
+    def _next_event(self) -> e.Event | Literal[NeedData.NEED_DATA]:
+        buffer = self._buffer
+        if self._body is None:
+            if not self._pending:
+                if len(buffer):
+                    raise RemoteProtocolError(
+                        f"server sent bytes when no reply was owed: {buffer.head(40)!r}"
+                    )
+                if self._eof:
+                    self._state = State.CLOSED
+                    return _CONNECTION_CLOSED
+                return NEED_DATA
+            end = buffer.find_crlf()
+            if end < 0:
+                if len(buffer) >= self.max_line_length:
+                    raise RemoteProtocolError(
+                        f"reply line longer than {self.max_line_length} bytes: "
+                        f"{buffer.head(40)!r}"
+                    )
+                return self._need_data()
+            if end + 2 > self.max_line_length:
+                raise RemoteProtocolError(
+                    f"reply line longer than {self.max_line_length} bytes: {buffer.head(40)!r}"
+                )
+            line = buffer.take(end)
+            buffer.skip(2)
+            status, sep, rest = line.partition(b" ")
+            command, table = self._pending[0]
+            reader = table.get(status)
+            if reader is None:
+                self._unexpected(command, line)
+            result = reader(rest, sep)
+            if type(result) is not BodyWanted:
+                self._pending.popleft()
+                return result  # type: ignore[return-value]
+            if result.size > self.max_body_size:
+                raise RemoteProtocolError(
+                    f"reply announces a {result.size}-byte body, more than "
+                    f"max_body_size={self.max_body_size}"
+                )
+            self._body = result
+            buffer.reserve(result.size + 2 - len(buffer))
+        body = self._body
+        if len(buffer) < body.size + 2:
+            return self._need_data()
+        if not buffer.has_crlf_at(body.size):
+            raise RemoteProtocolError(
+                f"body of {body.size} bytes is not followed by CRLF"
+            )
+        data = buffer.take(body.size)
+        buffer.skip(2)
+        self._body = None
+        self._pending.popleft()
+        return body.finish(data)
+
+    def _need_data(self) -> Literal[NeedData.NEED_DATA]:
+        if self._eof:
+            command = self._pending[0][0]
+            raise ConnectionClosedError(
+                f"server closed the connection before replying to {command.verb.decode()}"
+            )
+        return NEED_DATA
+
+    @staticmethod
+    def _unexpected(command: Command, line: bytes) -> NoReturn:
+        status, *values = line.split(b" ")
+        if status in KNOWN_STATUSES:
+            message = f"reply {line[:80]!r} does not answer {command.verb.decode()}"
+        else:
+            message = f"unknown reply {line[:80]!r} to {command.verb.decode()}"
+        raise UnknownResponseError(status, values, message)

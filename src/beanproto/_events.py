@@ -1,0 +1,242 @@
+"""Events: one frozen class per server reply, named after it.
+
+An event is built whole, from a complete reply, and never changes. Replies
+that mean failure (``NOT_FOUND``, ``TIMED_OUT`` …) are events too: the core
+only reports what the server said; the clients decide what is an exception.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Union
+
+__all__ = [
+    "Event",
+    "Inserted",
+    "Buried",
+    "ExpectedCrlf",
+    "JobTooBig",
+    "Draining",
+    "Using",
+    "Reserved",
+    "DeadlineSoon",
+    "TimedOut",
+    "Deleted",
+    "NotFound",
+    "Released",
+    "Touched",
+    "Watching",
+    "NotIgnored",
+    "Found",
+    "Kicked",
+    "Ok",
+    "Paused",
+    "OutOfMemory",
+    "InternalError",
+    "BadFormat",
+    "UnknownCommand",
+    "ConnectionClosed",
+    "StatValue",
+]
+
+#: The type of one value in a ``stats``, ``stats-job`` or ``stats-tube`` reply.
+StatValue = Union[int, float, bool, str]
+
+_frozen = dataclass(frozen=True, slots=True, kw_only=True)
+
+
+class Event:
+    """Base class of every event.
+
+    ``status`` is the reply's first word on the wire (empty for
+    :class:`ConnectionClosed`, which is no reply).
+    """
+
+    __slots__ = ()
+    status: ClassVar[bytes] = b""
+
+
+@_frozen
+class Inserted(Event):
+    """``INSERTED <id>``: ``put`` created job ``id``."""
+
+    status: ClassVar[bytes] = b"INSERTED"
+    id: int
+
+
+@_frozen
+class Buried(Event):
+    """``BURIED`` or ``BURIED <id>``.
+
+    In reply to ``bury`` it is success. In reply to ``put`` (with the new job's
+    ``id``) or ``release`` (``id`` is ``None``), the server ran out of memory
+    and buried the job.
+    """
+
+    status: ClassVar[bytes] = b"BURIED"
+    id: int | None = None
+
+
+@_frozen
+class ExpectedCrlf(Event):
+    """``EXPECTED_CRLF``: a ``put`` body was not followed by CRLF."""
+
+    status: ClassVar[bytes] = b"EXPECTED_CRLF"
+
+
+@_frozen
+class JobTooBig(Event):
+    """``JOB_TOO_BIG``: a ``put`` body exceeds the server's ``max-job-size``."""
+
+    status: ClassVar[bytes] = b"JOB_TOO_BIG"
+
+
+@_frozen
+class Draining(Event):
+    """``DRAINING``: the server is in drain mode and takes no new jobs."""
+
+    status: ClassVar[bytes] = b"DRAINING"
+
+
+@_frozen
+class Using(Event):
+    """``USING <tube>``: the tube now used (``use``, ``list-tube-used``)."""
+
+    status: ClassVar[bytes] = b"USING"
+    tube: str
+
+
+@_frozen
+class Reserved(Event):
+    """``RESERVED <id> <bytes>`` and the body: a job reserved for this client."""
+
+    status: ClassVar[bytes] = b"RESERVED"
+    id: int
+    body: bytes
+
+
+@_frozen
+class DeadlineSoon(Event):
+    """``DEADLINE_SOON``: a job this client holds is within a second of its TTR."""
+
+    status: ClassVar[bytes] = b"DEADLINE_SOON"
+
+
+@_frozen
+class TimedOut(Event):
+    """``TIMED_OUT``: no job could be reserved in time."""
+
+    status: ClassVar[bytes] = b"TIMED_OUT"
+
+
+@_frozen
+class Deleted(Event):
+    """``DELETED``: the job is gone."""
+
+    status: ClassVar[bytes] = b"DELETED"
+
+
+@_frozen
+class NotFound(Event):
+    """``NOT_FOUND``: no such job or tube, or not in the state the command needs."""
+
+    status: ClassVar[bytes] = b"NOT_FOUND"
+
+
+@_frozen
+class Released(Event):
+    """``RELEASED``: the job is back in the ready (or delayed) queue."""
+
+    status: ClassVar[bytes] = b"RELEASED"
+
+
+@_frozen
+class Touched(Event):
+    """``TOUCHED``: the job's TTR starts again."""
+
+    status: ClassVar[bytes] = b"TOUCHED"
+
+
+@_frozen
+class Watching(Event):
+    """``WATCHING <count>``: the watch list now holds ``count`` tubes."""
+
+    status: ClassVar[bytes] = b"WATCHING"
+    count: int
+
+
+@_frozen
+class NotIgnored(Event):
+    """``NOT_IGNORED``: the last watched tube cannot be ignored."""
+
+    status: ClassVar[bytes] = b"NOT_IGNORED"
+
+
+@_frozen
+class Found(Event):
+    """``FOUND <id> <bytes>`` and the body: the job a ``peek`` asked for."""
+
+    status: ClassVar[bytes] = b"FOUND"
+    id: int
+    body: bytes
+
+
+@_frozen
+class Kicked(Event):
+    """``KICKED <count>`` (reply to ``kick``) or ``KICKED`` (``kick-job``)."""
+
+    status: ClassVar[bytes] = b"KICKED"
+    count: int | None = None
+
+
+@_frozen
+class Ok(Event):
+    """``OK <bytes>`` and a YAML document, already parsed.
+
+    ``data`` is a ``dict`` for ``stats``, ``stats-job`` and ``stats-tube`` and a
+    ``list`` of tube names for ``list-tubes`` and ``list-tubes-watched``.
+    """
+
+    status: ClassVar[bytes] = b"OK"
+    data: dict[str, StatValue] | list[str]
+
+
+@_frozen
+class Paused(Event):
+    """``PAUSED``: the tube is paused."""
+
+    status: ClassVar[bytes] = b"PAUSED"
+
+
+@_frozen
+class OutOfMemory(Event):
+    """``OUT_OF_MEMORY``: the server could not allocate memory."""
+
+    status: ClassVar[bytes] = b"OUT_OF_MEMORY"
+
+
+@_frozen
+class InternalError(Event):
+    """``INTERNAL_ERROR``: the server found a bug in itself."""
+
+    status: ClassVar[bytes] = b"INTERNAL_ERROR"
+
+
+@_frozen
+class BadFormat(Event):
+    """``BAD_FORMAT``: the server could not parse a command line."""
+
+    status: ClassVar[bytes] = b"BAD_FORMAT"
+
+
+@_frozen
+class UnknownCommand(Event):
+    """``UNKNOWN_COMMAND``: the server does not know the command."""
+
+    status: ClassVar[bytes] = b"UNKNOWN_COMMAND"
+
+
+@_frozen
+class ConnectionClosed(Event):
+    """The server closed the connection when no reply was owed (after
+    ``quit``, or while idle)."""

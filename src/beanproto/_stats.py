@@ -1,0 +1,252 @@
+"""The YAML subset of ``OK <bytes>`` replies, parsed without a YAML library.
+
+beanstalkd writes two shapes (protocol sections "stats-job", "stats-tube",
+"stats", "list-tubes", "list-tubes-watched")::
+
+    ---                         ---
+    key: value                  - name
+    key: value                  - name
+
+beanstalkd 1.12 quotes a few strings (``version: "1.12"``); 1.13 quotes
+every string. Both parse the same.
+
+Each key has a fixed type, chosen from the protocol document, not guessed from
+the value: counters are ``int``, ``rusage-*`` are ``float``, ``draining`` is
+``bool``, and names, ``version``, ``hostname``, ``os``, ``platform`` and the
+server ``id`` stay ``str`` even when they are all digits (a tube named ``123``
+stays ``"123"``). Keys the schema does not know are kept: as ``int`` when the
+value is an unquoted decimal integer (new keys have been counters so far),
+otherwise as ``str``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Literal, TypedDict
+
+from ._events import StatValue
+from .errors import RemoteProtocolError
+
+__all__ = [
+    "Stats",
+    "StatsJob",
+    "StatsTube",
+    "parse_stats",
+    "parse_stats_job",
+    "parse_stats_tube",
+    "parse_list",
+]
+
+Stats = TypedDict(
+    "Stats",
+    {
+        "current-jobs-urgent": int,
+        "current-jobs-ready": int,
+        "current-jobs-reserved": int,
+        "current-jobs-delayed": int,
+        "current-jobs-buried": int,
+        "cmd-put": int,
+        "cmd-peek": int,
+        "cmd-peek-ready": int,
+        "cmd-peek-delayed": int,
+        "cmd-peek-buried": int,
+        "cmd-reserve": int,
+        "cmd-reserve-with-timeout": int,
+        "cmd-touch": int,
+        "cmd-use": int,
+        "cmd-watch": int,
+        "cmd-ignore": int,
+        "cmd-delete": int,
+        "cmd-release": int,
+        "cmd-bury": int,
+        "cmd-kick": int,
+        "cmd-stats": int,
+        "cmd-stats-job": int,
+        "cmd-stats-tube": int,
+        "cmd-list-tubes": int,
+        "cmd-list-tube-used": int,
+        "cmd-list-tubes-watched": int,
+        "cmd-pause-tube": int,
+        "job-timeouts": int,
+        "total-jobs": int,
+        "max-job-size": int,
+        "current-tubes": int,
+        "current-connections": int,
+        "current-producers": int,
+        "current-workers": int,
+        "current-waiting": int,
+        "total-connections": int,
+        "pid": int,
+        "version": str,
+        "rusage-utime": float,
+        "rusage-stime": float,
+        "uptime": int,
+        "binlog-oldest-index": int,
+        "binlog-current-index": int,
+        "binlog-max-size": int,
+        "binlog-records-written": int,
+        "binlog-records-migrated": int,
+        "draining": bool,
+        "id": str,
+        "hostname": str,
+        "os": str,
+        "platform": str,
+    },
+    total=False,
+)
+"""Server statistics (``stats``). ``total=False``: servers differ in keys."""
+
+StatsJob = TypedDict(
+    "StatsJob",
+    {
+        "id": int,
+        "tube": str,
+        "state": Literal["ready", "delayed", "reserved", "buried"],
+        "pri": int,
+        "age": int,
+        "delay": int,
+        "ttr": int,
+        "time-left": int,
+        "file": int,
+        "reserves": int,
+        "timeouts": int,
+        "releases": int,
+        "buries": int,
+        "kicks": int,
+    },
+    total=False,
+)
+"""Job statistics (``stats-job``)."""
+
+StatsTube = TypedDict(
+    "StatsTube",
+    {
+        "name": str,
+        "current-jobs-urgent": int,
+        "current-jobs-ready": int,
+        "current-jobs-reserved": int,
+        "current-jobs-delayed": int,
+        "current-jobs-buried": int,
+        "total-jobs": int,
+        "current-using": int,
+        "current-waiting": int,
+        "current-watching": int,
+        "pause": int,
+        "cmd-delete": int,
+        "cmd-pause-tube": int,
+        "pause-time-left": int,
+    },
+    total=False,
+)
+"""Tube statistics (``stats-tube``)."""
+
+_Convert = Callable[[bytes, bool], StatValue]
+
+
+def _fail(what: str, raw: bytes) -> RemoteProtocolError:
+    return RemoteProtocolError(f"bad YAML in OK reply: {what}: {raw[:80]!r}")
+
+
+def _to_int(raw: bytes, quoted: bool) -> int:
+    digits = raw[1:] if raw[:1] == b"-" else raw
+    if not digits.isdigit() or len(digits) > 20:
+        raise _fail("expected an integer", raw)
+    return int(raw)
+
+
+def _to_float(raw: bytes, quoted: bool) -> float:
+    whole, dot, frac = raw.partition(b".")
+    if not whole.isdigit() or (dot and not frac.isdigit()):
+        raise _fail("expected a decimal number", raw)
+    return float(raw)
+
+
+def _to_bool(raw: bytes, quoted: bool) -> bool:
+    if raw == b"true":
+        return True
+    if raw == b"false":
+        return False
+    raise _fail("expected true or false", raw)
+
+
+def _to_str(raw: bytes, quoted: bool) -> str:
+    return raw.decode("utf-8", "replace")
+
+
+def _to_unknown(raw: bytes, quoted: bool) -> StatValue:
+    if not quoted and raw.isdigit() and len(raw) <= 20:
+        return int(raw)
+    return raw.decode("utf-8", "replace")
+
+
+def _schema(types: Mapping[str, type]) -> dict[bytes, _Convert]:
+    by_type: dict[type, _Convert] = {int: _to_int, float: _to_float, bool: _to_bool, str: _to_str}
+    return {key.encode(): by_type[t] for key, t in types.items()}
+
+
+def _types(td: type) -> dict[str, type]:
+    out: dict[str, type] = {}
+    for key, t in td.__annotations__.items():
+        out[key] = t if isinstance(t, type) else str  # Literal[...] of str
+    return out
+
+
+_STATS = _schema(_types(Stats))
+_STATS_JOB = _schema(_types(StatsJob))
+_STATS_TUBE = _schema(_types(StatsTube))
+
+
+def _unquote(raw: bytes) -> tuple[bytes, bool]:
+    """Strip YAML double quotes (1.13 style), undoing ``\\"`` and ``\\\\``."""
+    if len(raw) >= 2 and raw[0] == 0x22 and raw[-1] == 0x22:
+        inner = raw[1:-1]
+        if b"\\" in inner:
+            inner = inner.replace(b"\\\\", b"\x00").replace(b'\\"', b'"').replace(b"\x00", b"\\")
+        return inner, True
+    return raw, False
+
+
+def _lines(body: bytes) -> list[bytes]:
+    if not body.startswith(b"---\n"):
+        raise _fail("document does not start with ---", body)
+    if not body.endswith(b"\n"):
+        raise _fail("document does not end with a newline", body[-80:])
+    return [line for line in body[4:-1].split(b"\n") if line]
+
+
+def _parse_dict(body: bytes, schema: dict[bytes, _Convert]) -> dict[str, StatValue]:
+    out: dict[str, StatValue] = {}
+    for line in _lines(body):
+        key, sep, raw = line.partition(b": ")
+        if not sep or not key:
+            raise _fail("expected 'key: value'", line)
+        value, quoted = _unquote(raw)
+        convert = schema.get(key, _to_unknown)
+        out[key.decode("ascii", "replace")] = convert(value, quoted)
+    return out
+
+
+def parse_stats(body: bytes) -> dict[str, StatValue]:
+    """Parse the YAML of a ``stats`` reply."""
+    return _parse_dict(body, _STATS)
+
+
+def parse_stats_job(body: bytes) -> dict[str, StatValue]:
+    """Parse the YAML of a ``stats-job`` reply."""
+    return _parse_dict(body, _STATS_JOB)
+
+
+def parse_stats_tube(body: bytes) -> dict[str, StatValue]:
+    """Parse the YAML of a ``stats-tube`` reply."""
+    return _parse_dict(body, _STATS_TUBE)
+
+
+def parse_list(body: bytes) -> list[str]:
+    """Parse the YAML of a ``list-tubes`` or ``list-tubes-watched`` reply."""
+    out: list[str] = []
+    for line in _lines(body):
+        if not line.startswith(b"- ") or len(line) == 2:
+            raise _fail("expected '- name'", line)
+        value, _ = _unquote(line[2:])
+        out.append(value.decode("ascii", "replace"))
+    return out

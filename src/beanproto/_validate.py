@@ -1,0 +1,81 @@
+"""Argument checks shared by every command.
+
+Every value that reaches the wire passes through one of these functions first,
+so a bad argument is refused before a byte is produced (protocol section
+"Protocol": names, and "All integers in the protocol are formatted in decimal
+and … nonnegative").
+"""
+
+from __future__ import annotations
+
+from .errors import ArgumentError, ArgumentTypeError
+
+#: Characters a name may contain (protocol section "Protocol").
+NAME_CHARS = frozenset(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-+/;.$_()"
+)
+_NAME_DELETE = bytes(NAME_CHARS)
+
+#: The server refuses tube names longer than this (protocol section "use").
+MAX_NAME_LENGTH = 200
+
+#: Priorities, delays, TTRs, timeouts and kick bounds are unsigned 32-bit.
+MAX_UINT32 = 2**32 - 1
+
+#: Job ids are unsigned 64-bit in beanstalkd.
+MAX_UINT64 = 2**64 - 1
+
+
+def name_error(raw: bytes) -> str | None:
+    """Return why ``raw`` is not a valid name, or ``None`` if it is."""
+    if not raw:
+        return "must not be empty"
+    if len(raw) > MAX_NAME_LENGTH:
+        return f"is {len(raw)} bytes long, more than {MAX_NAME_LENGTH}"
+    bad = raw.translate(None, _NAME_DELETE)
+    if bad:
+        return f"contains {chr(bad[0])!r}, which the protocol does not allow in names"
+    if raw[0] == 0x2D:  # "-"
+        return "must not begin with a hyphen"
+    return None
+
+
+def check_tube(value: object, field: str = "tube") -> bytes:
+    """Validate a tube name and return its wire form (ASCII bytes)."""
+    if not isinstance(value, str):
+        raise ArgumentTypeError(f"{field} must be a str, not {type(value).__name__}")
+    try:
+        raw = value.encode("ascii")
+    except UnicodeEncodeError:
+        raise ArgumentError(f"{field} {value!r} is not ASCII") from None
+    problem = name_error(raw)
+    if problem is not None:
+        raise ArgumentError(f"{field} {value!r} {problem}")
+    return raw
+
+
+def check_int(value: object, field: str, maximum: int) -> int:
+    """Validate an integer argument in ``0..maximum``; ``bool`` is refused."""
+    if type(value) is not int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ArgumentTypeError(f"{field} must be an int, not {type(value).__name__}")
+        value = int(value)
+    if value < 0 or value > maximum:
+        raise ArgumentError(f"{field} must be between 0 and {maximum}, got {value}")
+    return value
+
+
+def check_body(value: object) -> bytes | bytearray | memoryview:
+    """Validate a job body: any contiguous bytes-like object of bytes."""
+    if type(value) is bytes or isinstance(value, (bytes, bytearray)):
+        return value
+    if isinstance(value, memoryview):
+        if not value.c_contiguous:
+            raise ArgumentError("body memoryview must be contiguous")
+        return value.cast("B") if value.format != "B" or value.ndim != 1 else value
+    if isinstance(value, str):
+        raise ArgumentTypeError(
+            "body must be bytes, not str: encode it first (the clients do this "
+            "for you unless encoding=None)"
+        )
+    raise ArgumentTypeError(f"body must be bytes, not {type(value).__name__}")

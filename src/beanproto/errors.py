@@ -1,0 +1,201 @@
+"""Every exception beanproto raises.
+
+There are three families, all deriving from :class:`Error`:
+
+* **Local errors** — the caller asked for something the protocol cannot
+  express (a tube name with a space, a priority of ``2**32``, a ``str`` body).
+  They are raised before a single byte is produced, and also derive from
+  :class:`ValueError` or :class:`TypeError` so that ordinary argument checks
+  catch them.
+* **Remote errors** — the server broke the protocol (an unknown status, a
+  malformed number, a body without its CRLF, a line too long to be any reply,
+  bytes nobody asked for). The connection that saw one stays in an error state:
+  once the byte stream has lost its framing nothing after it can be trusted.
+* **Server replies that mean failure** — ``NOT_FOUND``, ``TIMED_OUT``,
+  ``JOB_TOO_BIG`` … The core reports them as ordinary events; the clients raise
+  these classes, which keep greenstalk 2.1.1's names and hierarchy so code
+  written for greenstalk catches them unchanged.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "Error",
+    "LocalProtocolError",
+    "ArgumentError",
+    "ArgumentTypeError",
+    "RemoteProtocolError",
+    "UnknownResponseError",
+    "ConnectionClosedError",
+    "BeanstalkdError",
+    "BadFormatError",
+    "BuriedError",
+    "DeadlineSoonError",
+    "DrainingError",
+    "ExpectedCrlfError",
+    "InternalError",
+    "JobTooBigError",
+    "NotFoundError",
+    "NotIgnoredError",
+    "OutOfMemoryError",
+    "TimedOutError",
+    "UnknownCommandError",
+    "JobDecodeError",
+]
+
+
+class Error(Exception):
+    """Base class of every exception beanproto raises.
+
+    Connection failures of the transport itself (refused, reset) are the
+    built-in :class:`ConnectionError` family, as in greenstalk; a server that
+    closes the connection in the middle of a reply raises
+    :class:`ConnectionClosedError`, which is both.
+    """
+
+
+class LocalProtocolError(Error):
+    """The caller used the API in a way the protocol cannot carry out.
+
+    Examples: sending on a connection that has quit or failed, feeding data
+    after end of file.
+    """
+
+
+class ArgumentError(LocalProtocolError, ValueError):
+    """An argument has the right type but a value the protocol forbids.
+
+    Raised before any byte is produced, so nothing reaches the server.
+    """
+
+
+class ArgumentTypeError(LocalProtocolError, TypeError):
+    """An argument has a type the protocol cannot carry (a ``str`` body, a
+    ``bool`` priority). Raised before any byte is produced."""
+
+
+class RemoteProtocolError(Error):
+    """The server sent bytes that break the beanstalk protocol.
+
+    After this the connection is in an error state: every later call on it
+    raises again, since the framing of the byte stream is lost.
+    """
+
+
+class UnknownResponseError(RemoteProtocolError):
+    """The server sent a status this client does not understand, or one that
+    is not a valid answer to the command it answers.
+
+    Attributes:
+        status: the first word of the reply line, e.g. ``b"SOME_ERROR"`` for
+            ``b"SOME_ERROR 1 2 3\\r\\n"``.
+        values: the remaining words, e.g. ``[b"1", b"2", b"3"]``.
+    """
+
+    def __init__(self, status: bytes, values: list[bytes], message: str | None = None) -> None:
+        self.status: bytes = status
+        self.values: list[bytes] = values
+        super().__init__(message or f"unknown response {status!r} {values!r}")
+
+
+class ConnectionClosedError(RemoteProtocolError, ConnectionError):
+    """The server closed the connection while replies were still owed.
+
+    It is a :class:`ConnectionError` too, which is what greenstalk raises on an
+    unexpected end of file.
+    """
+
+
+class BeanstalkdError(Error):
+    """Base class for the error replies the server can send."""
+
+
+class BadFormatError(BeanstalkdError):
+    """``BAD_FORMAT``: the server could not parse a command line.
+
+    beanproto validates every argument before sending, so this means a bug in
+    beanproto or a server that disagrees with the protocol document.
+    """
+
+
+class BuriedError(BeanstalkdError):
+    """``BURIED`` in reply to ``put`` or ``release``: the server ran out of
+    memory growing its priority queue and buried the job instead.
+
+    Attributes:
+        id: the id of the buried job, or ``None`` when the reply carried none
+            (``release``).
+    """
+
+    def __init__(self, values: list[bytes] | None = None, *, id: int | None = None) -> None:
+        if id is None and values:
+            id = int(values[0])
+        self.id: int | None = id
+        super().__init__(f"job {id} was buried" if id is not None else "job was buried")
+
+
+class DeadlineSoonError(BeanstalkdError):
+    """``DEADLINE_SOON``: a job this client reserved times out within a second."""
+
+
+class DrainingError(BeanstalkdError):
+    """``DRAINING``: the server is in drain mode and accepts no new jobs."""
+
+
+class ExpectedCrlfError(BeanstalkdError):
+    """``EXPECTED_CRLF``: a job body was not followed by CRLF.
+
+    beanproto always frames bodies itself, so this should be unreachable.
+    """
+
+
+class InternalError(BeanstalkdError):
+    """``INTERNAL_ERROR``: the server detected a bug in itself."""
+
+
+class JobTooBigError(BeanstalkdError):
+    """``JOB_TOO_BIG``: the body is larger than the server's ``max-job-size``."""
+
+
+class NotFoundError(BeanstalkdError):
+    """``NOT_FOUND``: the job or tube does not exist, or is not in a state the
+    command needs (not reserved by this client, nothing to peek, …)."""
+
+
+class NotIgnoredError(BeanstalkdError):
+    """``NOT_IGNORED``: a client cannot ignore the only tube it watches."""
+
+
+class OutOfMemoryError(BeanstalkdError):
+    """``OUT_OF_MEMORY``: the server could not allocate memory for the job."""
+
+
+class TimedOutError(BeanstalkdError):
+    """``TIMED_OUT``: no job could be reserved within the timeout."""
+
+
+class UnknownCommandError(BeanstalkdError):
+    """``UNKNOWN_COMMAND``: the server does not know the command sent.
+
+    beanstalkd older than 1.12 answers ``reserve-job`` this way.
+    """
+
+
+class JobDecodeError(Error, UnicodeDecodeError):
+    """A reserved or peeked body could not be decoded with the client's
+    encoding.
+
+    It is a :class:`UnicodeDecodeError` like the one greenstalk lets escape,
+    but it keeps what greenstalk loses: the job's ``id`` and its raw ``body``,
+    so the caller can still bury, release or delete the job.
+    """
+
+    def __init__(self, cause: UnicodeDecodeError, id: int, body: bytes) -> None:
+        UnicodeDecodeError.__init__(
+            self, cause.encoding, cause.object, cause.start, cause.end, cause.reason
+        )
+        self.id: int = id
+        self.body: bytes = body
+
+    def __str__(self) -> str:
+        return f"job {self.id}: {UnicodeDecodeError.__str__(self)}"
