@@ -1,0 +1,150 @@
+"""What every client built on the core shares, whatever its I/O.
+
+The blocking, trio and asyncio clients differ only in how they move bytes.
+Everything else lives here, once: which event means success for which
+command, which exception each failure reply becomes, how bodies are encoded
+and decoded, and the commands that set a new connection up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TypeVar, cast
+
+from . import _commands as c
+from . import _events as e
+from ._validate import check_tube
+from .errors import (
+    ArgumentError,
+    ArgumentTypeError,
+    BadFormatError,
+    BeanstalkdError,
+    BuriedError,
+    DeadlineSoonError,
+    DrainingError,
+    ExpectedCrlfError,
+    InternalError,
+    JobDecodeError,
+    JobTooBigError,
+    NotFoundError,
+    NotIgnoredError,
+    OutOfMemoryError,
+    TimedOutError,
+    UnknownCommandError,
+    UnknownResponseError,
+)
+
+__all__ = [
+    "DEFAULT_TUBE",
+    "ERROR_FOR_EVENT",
+    "ERROR_RESPONSES",
+    "error_for",
+    "expect",
+    "encode_body",
+    "decode_body",
+    "setup_commands",
+]
+
+DEFAULT_TUBE = "default"
+
+#: The exception each failure reply becomes (greenstalk 2.1.1's classes).
+ERROR_FOR_EVENT: dict[type[e.Event], type[BeanstalkdError]] = {
+    e.BadFormat: BadFormatError,
+    e.Buried: BuriedError,
+    e.DeadlineSoon: DeadlineSoonError,
+    e.Draining: DrainingError,
+    e.ExpectedCrlf: ExpectedCrlfError,
+    e.InternalError: InternalError,
+    e.JobTooBig: JobTooBigError,
+    e.NotFound: NotFoundError,
+    e.NotIgnored: NotIgnoredError,
+    e.OutOfMemory: OutOfMemoryError,
+    e.TimedOut: TimedOutError,
+    e.UnknownCommand: UnknownCommandError,
+}
+
+#: The same table keyed by status word, as greenstalk exports it.
+ERROR_RESPONSES: dict[bytes, type[BeanstalkdError]] = {
+    event.status: error for event, error in ERROR_FOR_EVENT.items()
+}
+
+_E = TypeVar("_E", bound=e.Event)
+
+
+def _describe(command: c.Command) -> str:
+    return command.wire().split(b"\r\n", 1)[0].decode("ascii")
+
+
+def error_for(command: c.Command, event: e.Event) -> Exception:
+    """The exception that ``event`` means as the reply to ``command``."""
+    error = ERROR_FOR_EVENT.get(type(event))
+    if error is None:
+        # A reply the table allows but the caller did not expect.
+        return UnknownResponseError(
+            event.status, [], f"unexpected {event.status.decode()} reply to {_describe(command)}"
+        )
+    if error is BuriedError:
+        return BuriedError(id=cast(e.Buried, event).id)
+    return error(f"{event.status.decode()} in reply to {_describe(command)}")
+
+
+def expect(command: c.Command, event: e.Event, success: type[_E]) -> _E:
+    """Return ``event`` if it is a ``success``, else raise what it means."""
+    if type(event) is success:
+        return cast(_E, event)
+    raise error_for(command, event)
+
+
+def encode_body(body: object, encoding: str | None) -> bytes | bytearray | memoryview:
+    """Turn a job body into bytes the way greenstalk does.
+
+    ``str`` is encoded with ``encoding``; bytes-like bodies pass through.
+    A ``str`` with ``encoding=None`` is refused before anything is sent.
+    """
+    if isinstance(body, str):
+        if encoding is None:
+            raise ArgumentTypeError(
+                "Unable to encode string with no encoding set: pass bytes, or "
+                "create the client with an encoding"
+            )
+        return body.encode(encoding)
+    if isinstance(body, (bytes, bytearray, memoryview)):
+        return body
+    raise ArgumentTypeError(f"body must be str or bytes, not {type(body).__name__}")
+
+
+def decode_body(job_id: int, body: bytes, encoding: str | None) -> str | bytes:
+    """Decode a job body; on failure keep the job's id and raw bytes.
+
+    Raises:
+        JobDecodeError: a :class:`UnicodeDecodeError` with ``id`` and ``body``.
+    """
+    if encoding is None:
+        return body
+    try:
+        return body.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise JobDecodeError(exc, job_id, body) from exc
+
+
+def setup_commands(use: str, watch: str | Iterable[str]) -> list[c.Command]:
+    """The commands that give a new connection its ``use`` and ``watch``
+    tubes, as greenstalk's constructor sends them.
+
+    All names are checked first, so a bad one is refused before connecting.
+    """
+    check_tube(use, "use")
+    commands: list[c.Command] = []
+    if use != DEFAULT_TUBE:
+        commands.append(c.Use(tube=use))
+    tubes = [watch] if isinstance(watch, str) else list(watch)
+    for tube in tubes:
+        check_tube(tube, "watch")
+    for tube in tubes:
+        if tube != DEFAULT_TUBE:
+            commands.append(c.Watch(tube=tube))
+    if DEFAULT_TUBE not in tubes:
+        if not tubes:
+            raise ArgumentError("watch must name at least one tube")
+        commands.append(c.Ignore(tube=DEFAULT_TUBE))
+    return commands

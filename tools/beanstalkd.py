@@ -1,0 +1,130 @@
+"""Start a private beanstalkd for the demo, the tests and the benchmarks.
+
+The server listens on a free loopback port (and, if asked, a unix socket),
+is known by its pid, and is stopped by that pid. Readiness is checked by
+connecting, never by sleeping a fixed time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+__all__ = ["Server", "beanstalkd_path", "free_port", "running_beanstalkd"]
+
+
+@dataclass(frozen=True)
+class Server:
+    """A running beanstalkd: where it listens and its pid."""
+
+    host: str
+    port: int
+    pid: int
+    unix_path: str | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return (self.host, self.port)
+
+
+def beanstalkd_path() -> str:
+    """The beanstalkd binary: ``$BEANSTALKD`` or the one on ``PATH``."""
+    path = os.environ.get("BEANSTALKD") or shutil.which("beanstalkd")
+    if not path:
+        for candidate in ("/usr/bin/beanstalkd", "/usr/sbin/beanstalkd"):
+            if os.path.exists(candidate):
+                return candidate
+        raise RuntimeError(
+            "beanstalkd is not installed: run scripts/bootstrap.sh, or apt-get install beanstalkd"
+        )
+    return path
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], connect: tuple[int, object], deadline: float) -> None:
+    family, address = connect
+    while True:
+        if proc.poll() is not None:
+            err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+            raise RuntimeError(f"beanstalkd exited with {proc.returncode}: {err.strip()}")
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            try:
+                sock.connect(address)  # type: ignore[arg-type]
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("beanstalkd did not start listening in time") from None
+        # Poll the listening socket; the wait is bounded by the deadline above.
+        time.sleep(0.005)
+
+
+@contextlib.contextmanager
+def running_beanstalkd(
+    *,
+    host: str = "127.0.0.1",
+    unix_socket: bool = False,
+    max_job_size: int | None = None,
+    extra_args: tuple[str, ...] = (),
+    startup_timeout: float = 10.0,
+) -> Iterator[Server]:
+    """Run beanstalkd for the duration of a ``with`` block.
+
+    Args:
+        unix_socket: listen on a unix socket in a private directory instead of TCP.
+        max_job_size: the ``-z`` option (bytes).
+    """
+    binary = beanstalkd_path()
+    with tempfile.TemporaryDirectory(prefix="beanproto-") as tmp:
+        for _attempt in range(5):
+            port = free_port(host)
+            args = [binary]
+            unix_path = None
+            if unix_socket:
+                unix_path = os.path.join(tmp, "beanstalkd.sock")
+                args += ["-l", f"unix:{unix_path}"]
+            else:
+                args += ["-l", host, "-p", str(port)]
+            if max_job_size is not None:
+                args += ["-z", str(max_job_size)]
+            args += list(extra_args)
+            proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            target: tuple[int, object] = (
+                (socket.AF_UNIX, unix_path) if unix_path else (socket.AF_INET, (host, port))
+            )
+            try:
+                _wait_ready(proc, target, time.monotonic() + startup_timeout)
+            except RuntimeError:
+                proc.kill()
+                proc.wait()
+                if unix_socket:
+                    raise
+                continue  # the port was taken between free_port() and bind: try another
+            break
+        else:
+            raise RuntimeError("could not start beanstalkd on a free port")
+        try:
+            yield Server(host=host, port=port, pid=proc.pid, unix_path=unix_path)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            if proc.stderr:
+                proc.stderr.close()
