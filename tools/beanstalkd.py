@@ -55,7 +55,9 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def _wait_ready(proc: subprocess.Popen[bytes], connect: tuple[int, object], deadline: float) -> None:
+def _wait_ready(
+    proc: subprocess.Popen[bytes], connect: tuple[int, object], deadline: float
+) -> None:
     family, address = connect
     while True:
         if proc.poll() is not None:

@@ -74,9 +74,9 @@ from ._events import (
     Using,
     Watching,
 )
+from ._stats import Stats as StatsDict
 from ._stats import StatsJob as StatsJobDict
 from ._stats import StatsTube as StatsTubeDict
-from ._stats import Stats as StatsDict
 from ._validate import MAX_NAME_LENGTH, MAX_UINT32, MAX_UINT64
 from .errors import (
     ArgumentError,

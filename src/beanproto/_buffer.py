@@ -27,7 +27,7 @@ _SHRINK_ABOVE = 4 * 1024 * 1024
 class ReceiveBuffer:
     """Bytes received and not yet consumed."""
 
-    __slots__ = ("_data", "_view", "_start", "_end", "_scanned")
+    __slots__ = ("_data", "_end", "_scanned", "_start", "_view")
 
     def __init__(self, capacity: int = READ_SIZE) -> None:
         self._data = bytearray(capacity)

@@ -91,7 +91,7 @@ def error_for(command: c.Command, event: e.Event) -> Exception:
 def expect(command: c.Command, event: e.Event, success: type[_E]) -> _E:
     """Return ``event`` if it is a ``success``, else raise what it means."""
     if type(event) is success:
-        return cast(_E, event)
+        return event
     raise error_for(command, event)
 
 

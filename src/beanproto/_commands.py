@@ -49,7 +49,6 @@ DEFAULT_PRIORITY = 2**16
 DEFAULT_DELAY = 0
 DEFAULT_TTR = 60
 
-_frozen = dataclass(frozen=True, slots=True, kw_only=True)
 
 
 class Command:
@@ -74,7 +73,7 @@ def _u32(value: object, field: str) -> None:
     check_int(value, field, MAX_UINT32)
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Put(Command):
     """``put <pri> <delay> <ttr> <bytes>``: insert a job into the used tube."""
 
@@ -96,7 +95,7 @@ class Put(Command):
         return b"put %d %d %d %d\r\n" % (self.priority, self.delay, self.ttr, len(self.body))
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Use(Command):
     """``use <tube>``: put later jobs into ``tube``."""
 
@@ -110,14 +109,14 @@ class Use(Command):
         return b"use %s\r\n" % self.tube.encode("ascii")
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Reserve(Command):
     """``reserve``: wait, without limit, for a job from the watched tubes."""
 
     verb: ClassVar[bytes] = b"reserve"
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ReserveWithTimeout(Command):
     """``reserve-with-timeout <seconds>``: wait at most ``timeout`` seconds."""
 
@@ -131,7 +130,7 @@ class ReserveWithTimeout(Command):
         return b"reserve-with-timeout %d\r\n" % self.timeout
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class _IdCommand(Command):
     """A command whose only argument is a job id."""
 
@@ -144,21 +143,21 @@ class _IdCommand(Command):
         return b"%s %d\r\n" % (self.verb, self.id)
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ReserveJob(_IdCommand):
     """``reserve-job <id>``: reserve one job by id (beanstalkd 1.12+)."""
 
     verb: ClassVar[bytes] = b"reserve-job"
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Delete(_IdCommand):
     """``delete <id>``: remove a job for good."""
 
     verb: ClassVar[bytes] = b"delete"
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Release(Command):
     """``release <id> <pri> <delay>``: give a reserved job back."""
 
@@ -176,7 +175,7 @@ class Release(Command):
         return b"release %d %d %d\r\n" % (self.id, self.priority, self.delay)
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Bury(Command):
     """``bury <id> <pri>``: set a reserved job aside until kicked."""
 
@@ -192,14 +191,14 @@ class Bury(Command):
         return b"bury %d %d\r\n" % (self.id, self.priority)
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Touch(_IdCommand):
     """``touch <id>``: restart a reserved job's TTR."""
 
     verb: ClassVar[bytes] = b"touch"
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class _TubeCommand(Command):
     """A command whose only argument is a tube name."""
 
@@ -212,49 +211,49 @@ class _TubeCommand(Command):
         return b"%s %s\r\n" % (self.verb, self.tube.encode("ascii"))
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Watch(_TubeCommand):
     """``watch <tube>``: add a tube to the watch list."""
 
     verb: ClassVar[bytes] = b"watch"
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Ignore(_TubeCommand):
     """``ignore <tube>``: remove a tube from the watch list."""
 
     verb: ClassVar[bytes] = b"ignore"
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Peek(_IdCommand):
     """``peek <id>``: look at a job without reserving it."""
 
     verb: ClassVar[bytes] = b"peek"
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PeekReady(Command):
     """``peek-ready``: the next ready job in the used tube."""
 
     verb: ClassVar[bytes] = b"peek-ready"
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PeekDelayed(Command):
     """``peek-delayed``: the delayed job with the least delay left."""
 
     verb: ClassVar[bytes] = b"peek-delayed"
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PeekBuried(Command):
     """``peek-buried``: the oldest buried job in the used tube."""
 
     verb: ClassVar[bytes] = b"peek-buried"
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Kick(Command):
     """``kick <bound>``: move up to ``bound`` buried (else delayed) jobs to ready."""
 
@@ -268,56 +267,56 @@ class Kick(Command):
         return b"kick %d\r\n" % self.bound
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class KickJob(_IdCommand):
     """``kick-job <id>``: move one buried or delayed job to ready."""
 
     verb: ClassVar[bytes] = b"kick-job"
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class StatsJob(_IdCommand):
     """``stats-job <id>``: statistics of one job."""
 
     verb: ClassVar[bytes] = b"stats-job"
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class StatsTube(_TubeCommand):
     """``stats-tube <tube>``: statistics of one tube."""
 
     verb: ClassVar[bytes] = b"stats-tube"
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Stats(Command):
     """``stats``: statistics of the whole server."""
 
     verb: ClassVar[bytes] = b"stats"
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ListTubes(Command):
     """``list-tubes``: every existing tube."""
 
     verb: ClassVar[bytes] = b"list-tubes"
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ListTubeUsed(Command):
     """``list-tube-used``: the tube this connection puts jobs into."""
 
     verb: ClassVar[bytes] = b"list-tube-used"
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ListTubesWatched(Command):
     """``list-tubes-watched``: the tubes this connection reserves from."""
 
     verb: ClassVar[bytes] = b"list-tubes-watched"
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PauseTube(Command):
     """``pause-tube <tube> <delay>``: hold back reserves from a tube."""
 
@@ -333,7 +332,7 @@ class PauseTube(Command):
         return b"pause-tube %s %d\r\n" % (self.tube.encode("ascii"), self.delay)
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Quit(Command):
     """``quit``: ask the server to close the connection. It has no reply."""
 

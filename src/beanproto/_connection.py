@@ -93,14 +93,14 @@ class Connection:
     """
 
     __slots__ = (
-        "_pending",
-        "_buffer",
         "_body",
-        "_state",
-        "_error",
+        "_buffer",
         "_eof",
-        "max_line_length",
+        "_error",
+        "_pending",
+        "_state",
         "max_body_size",
+        "max_line_length",
     )
 
     def __init__(

@@ -40,9 +40,8 @@ __all__ = [
 ]
 
 #: The type of one value in a ``stats``, ``stats-job`` or ``stats-tube`` reply.
-StatValue = Union[int, float, bool, str]
+StatValue = Union[int, float, bool, str]  # noqa: UP007 (a runtime alias)
 
-_frozen = dataclass(frozen=True, slots=True, kw_only=True)
 
 
 class Event:
@@ -56,7 +55,7 @@ class Event:
     status: ClassVar[bytes] = b""
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Inserted(Event):
     """``INSERTED <id>``: ``put`` created job ``id``."""
 
@@ -64,7 +63,7 @@ class Inserted(Event):
     id: int
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Buried(Event):
     """``BURIED`` or ``BURIED <id>``.
 
@@ -77,28 +76,28 @@ class Buried(Event):
     id: int | None = None
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ExpectedCrlf(Event):
     """``EXPECTED_CRLF``: a ``put`` body was not followed by CRLF."""
 
     status: ClassVar[bytes] = b"EXPECTED_CRLF"
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class JobTooBig(Event):
     """``JOB_TOO_BIG``: a ``put`` body exceeds the server's ``max-job-size``."""
 
     status: ClassVar[bytes] = b"JOB_TOO_BIG"
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Draining(Event):
     """``DRAINING``: the server is in drain mode and takes no new jobs."""
 
     status: ClassVar[bytes] = b"DRAINING"
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Using(Event):
     """``USING <tube>``: the tube now used (``use``, ``list-tube-used``)."""
 
@@ -106,7 +105,7 @@ class Using(Event):
     tube: str
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Reserved(Event):
     """``RESERVED <id> <bytes>`` and the body: a job reserved for this client."""
 
@@ -115,49 +114,49 @@ class Reserved(Event):
     body: bytes
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DeadlineSoon(Event):
     """``DEADLINE_SOON``: a job this client holds is within a second of its TTR."""
 
     status: ClassVar[bytes] = b"DEADLINE_SOON"
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TimedOut(Event):
     """``TIMED_OUT``: no job could be reserved in time."""
 
     status: ClassVar[bytes] = b"TIMED_OUT"
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Deleted(Event):
     """``DELETED``: the job is gone."""
 
     status: ClassVar[bytes] = b"DELETED"
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class NotFound(Event):
     """``NOT_FOUND``: no such job or tube, or not in the state the command needs."""
 
     status: ClassVar[bytes] = b"NOT_FOUND"
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Released(Event):
     """``RELEASED``: the job is back in the ready (or delayed) queue."""
 
     status: ClassVar[bytes] = b"RELEASED"
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Touched(Event):
     """``TOUCHED``: the job's TTR starts again."""
 
     status: ClassVar[bytes] = b"TOUCHED"
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Watching(Event):
     """``WATCHING <count>``: the watch list now holds ``count`` tubes."""
 
@@ -165,14 +164,14 @@ class Watching(Event):
     count: int
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class NotIgnored(Event):
     """``NOT_IGNORED``: the last watched tube cannot be ignored."""
 
     status: ClassVar[bytes] = b"NOT_IGNORED"
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Found(Event):
     """``FOUND <id> <bytes>`` and the body: the job a ``peek`` asked for."""
 
@@ -181,7 +180,7 @@ class Found(Event):
     body: bytes
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Kicked(Event):
     """``KICKED <count>`` (reply to ``kick``) or ``KICKED`` (``kick-job``)."""
 
@@ -189,7 +188,7 @@ class Kicked(Event):
     count: int | None = None
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Ok(Event):
     """``OK <bytes>`` and a YAML document, already parsed.
 
@@ -201,42 +200,42 @@ class Ok(Event):
     data: dict[str, StatValue] | list[str]
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Paused(Event):
     """``PAUSED``: the tube is paused."""
 
     status: ClassVar[bytes] = b"PAUSED"
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class OutOfMemory(Event):
     """``OUT_OF_MEMORY``: the server could not allocate memory."""
 
     status: ClassVar[bytes] = b"OUT_OF_MEMORY"
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class InternalError(Event):
     """``INTERNAL_ERROR``: the server found a bug in itself."""
 
     status: ClassVar[bytes] = b"INTERNAL_ERROR"
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class BadFormat(Event):
     """``BAD_FORMAT``: the server could not parse a command line."""
 
     status: ClassVar[bytes] = b"BAD_FORMAT"
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class UnknownCommand(Event):
     """``UNKNOWN_COMMAND``: the server does not know the command."""
 
     status: ClassVar[bytes] = b"UNKNOWN_COMMAND"
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ConnectionClosed(Event):
     """The server closed the connection when no reply was owed (after
     ``quit``, or while idle)."""

@@ -14,8 +14,8 @@ commands in order, and one that does not fit means the stream is out of step.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import NamedTuple, Union
+from collections.abc import Callable, Mapping
+from typing import NamedTuple
 
 from . import _commands as c
 from . import _events as e
@@ -33,7 +33,7 @@ class BodyWanted(NamedTuple):
     finish: Callable[[bytes], e.Event]
 
 
-Reader = Callable[[bytes, bytes], Union[e.Event, BodyWanted]]
+Reader = Callable[[bytes, bytes], e.Event | BodyWanted]
 """``reader(rest, separator) -> event or BodyWanted``."""
 
 
@@ -119,7 +119,7 @@ _USING = {b"USING": _name}
 _LIST = {b"OK": _ok(parse_list)}
 
 
-def _table(*parts: dict[bytes, Reader]) -> dict[bytes, Reader]:
+def _table(*parts: Mapping[bytes, Reader]) -> dict[bytes, Reader]:
     table: dict[bytes, Reader] = {}
     for part in parts:
         table.update(part)

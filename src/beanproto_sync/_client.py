@@ -34,10 +34,10 @@ DEFAULT_PRIORITY = bp.DEFAULT_PRIORITY
 DEFAULT_DELAY = bp.DEFAULT_DELAY
 DEFAULT_TTR = bp.DEFAULT_TTR
 
-Address = Union[tuple[str, int], str]
+Address = Union[tuple[str, int], str]  # noqa: UP007 (runtime alias, as greenstalk)
 """A ``(host, port)`` pair or the path of a unix socket."""
 
-ConnectionTarget = Union[Address, socket.socket]
+ConnectionTarget = Union[Address, socket.socket]  # noqa: UP007 (runtime alias, as greenstalk)
 """An address, or a socket already connected to beanstalkd."""
 
 TBody = TypeVar("TBody", str, bytes)
@@ -64,7 +64,7 @@ class Job(Generic[TBody]):
         return f"beanproto_sync.Job(id={self.id!r}, body={self.body!r})"
 
 
-JobOrID = Union[Job[TBody], int]
+JobOrID = Union[Job[TBody], int]  # noqa: UP007 (runtime alias, as greenstalk)
 
 
 def _to_id(job: object) -> int:

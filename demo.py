@@ -1,0 +1,152 @@
+"""beanproto demo: a producer and a consumer exchanging jobs through beanstalkd.
+
+    python demo.py                 # starts a private beanstalkd on a free port
+    python demo.py 127.0.0.1:11300 # uses a running server
+    python demo.py /run/beanstalkd.sock
+
+The producer queues "send a welcome e-mail" jobs as JSON, one of them broken.
+The consumer works through them: it deletes the jobs it completes, buries the
+one it cannot understand, and at the end kicks the buried job back to show
+the whole job life cycle. Both sides use ``beanproto_sync``, the blocking
+client; the ``beanproto`` core underneath is shown last, pipelining three
+commands in one write.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import socket
+import sys
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from tools.beanstalkd import running_beanstalkd
+
+import beanproto
+import beanproto_sync
+
+TUBE = "demo-emails"
+USERS = ["ada", "grace", "edsger", "barbara", "donald"]
+
+
+def log(who: str, message: str) -> None:
+    print(f"[{who:>8}] {message}", flush=True)
+
+
+def producer(address: Any) -> None:
+    with beanproto_sync.Client(address, use=TUBE) as client:
+        for user in USERS:
+            job_id = client.put(json.dumps({"user": user, "template": "welcome"}))
+            log("producer", f"queued welcome mail for {user!r} as job {job_id}")
+        job_id = client.put("this is not JSON", priority=10)
+        log("producer", f"queued a broken job {job_id} (urgent priority 10)")
+        client.put(json.dumps({"stop": True}), priority=2**32 - 1)
+        log("producer", "queued the stop job at the lowest priority")
+
+
+def consumer(address: Any, done: list[int]) -> None:
+    with beanproto_sync.Client(address, watch=TUBE) as client:
+        while True:
+            job = client.reserve(timeout=10)
+            try:
+                payload = json.loads(job.body)
+            except ValueError:
+                client.bury(job)
+                log("consumer", f"job {job.id} is not JSON: buried it for a human")
+                continue
+            if payload.get("stop"):
+                client.delete(job)
+                log("consumer", f"job {job.id} says stop")
+                return
+            log("consumer", f"sent welcome mail to {payload['user']!r} (job {job.id}), deleting")
+            client.delete(job)
+            done.append(job.id)
+
+
+def inspect(address: Any) -> None:
+    with beanproto_sync.Client(address, use=TUBE, watch=TUBE) as client:
+        buried = client.peek_buried()
+        log("operator", f"buried job {buried.id}: {buried.body!r}")
+        log("operator", f"kicked {client.kick(10)} job(s) back to ready")
+        stats = client.stats_job(buried.id)
+        log("operator", f"job {buried.id} is {stats['state']}, kicked {stats['kicks']} time(s)")
+        client.delete(buried.id)
+        tube = client.stats_tube(TUBE)
+        log("operator", f"tube {TUBE!r}: {tube['total-jobs']} jobs in total, "
+            f"{tube['current-jobs-ready']} ready now")
+
+
+def pipelined_core(address: Any) -> None:
+    """The sans-I/O core on a plain socket: three commands, one write."""
+    conn = beanproto.Connection()
+    if isinstance(address, str):
+        sock = socket.socket(socket.AF_UNIX)
+        sock.connect(address)
+    else:
+        sock = socket.create_connection(address)
+    with sock:
+        commands = [beanproto.Use(tube=TUBE), beanproto.Put(body=b"raw"), beanproto.Stats()]
+        sock.sendall(b"".join(conn.send(command) for command in commands))
+        for command in commands:
+            event = conn.next_event()
+            while event is beanproto.NEED_DATA:
+                conn.receive_data(sock.recv(65536))
+                event = conn.next_event()
+            shown = event if not isinstance(event, beanproto.Ok) else "Ok(<stats>)"
+            log("core", f"{type(command).__name__:>5} -> {shown}")
+            if isinstance(event, beanproto.Ok):
+                stats = event.data
+                assert isinstance(stats, dict)
+                log("core", f"server {stats['version']}, {stats['total-jobs']} jobs so far, "
+                    f"draining={stats['draining']}")
+            if isinstance(event, beanproto.Inserted):
+                cleanup = event.id
+        sock.sendall(conn.send(beanproto.Delete(id=cleanup)))
+        event = conn.next_event()
+        while event is beanproto.NEED_DATA:
+            conn.receive_data(sock.recv(65536))
+            event = conn.next_event()
+        log("core", f"Delete -> {event}")
+
+
+def parse_address(text: str) -> Any:
+    if ":" in text and not text.startswith("/"):
+        host, _, port = text.rpartition(":")
+        return (host, int(port))
+    return text
+
+
+@contextlib.contextmanager
+def server(address: str | None) -> Iterator[Any]:
+    if address:
+        yield parse_address(address)
+        return
+    with running_beanstalkd() as srv:
+        log("demo", f"started beanstalkd pid {srv.pid} on {srv.host}:{srv.port}")
+        yield srv.address
+    log("demo", f"stopped beanstalkd pid {srv.pid}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("address", nargs="?", help="HOST:PORT or unix socket path")
+    args = parser.parse_args(argv)
+    with server(args.address) as address:
+        done: list[int] = []
+        worker = threading.Thread(target=consumer, args=(address, done))
+        worker.start()
+        producer(address)
+        worker.join()
+        log("demo", f"consumer completed {len(done)} of {len(USERS)} mails")
+        inspect(address)
+        pipelined_core(address)
+        ok = len(done) == len(USERS)
+    log("demo", "done" if ok else "FAILED")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Run everything CI runs: lint, type checks, a benchmark smoke run, and the
+# whole test suite (unit, property, fuzz smoke, and integration tests against
+# a real beanstalkd that the fixtures start) with branch coverage.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh"
+export PYTHONDONTWRITEBYTECODE=1
+
+echo "==> ruff"
+.venv/bin/python -m ruff check .
+echo "==> mypy --strict"
+.venv/bin/python -m mypy
+echo "==> benchmark smoke run (bench/bench_sync.py --quick)"
+.venv/bin/python bench/bench_sync.py --quick >/dev/null
+echo "==> pytest"
+exec .venv/bin/python -bb -m pytest --cov --cov-report=term --cov-fail-under=90 "$@"
