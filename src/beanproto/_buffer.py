@@ -68,7 +68,8 @@ class ReceiveBuffer:
 
     def writable(self, nbytes: int) -> memoryview:
         """Lend the free tail, at least ``nbytes`` long, to be read into."""
-        self.reserve(nbytes)
+        if len(self._data) - self._end < nbytes:
+            self.reserve(nbytes)
         return self._view[self._end :]
 
     def commit(self, nbytes: int) -> None:
@@ -77,19 +78,25 @@ class ReceiveBuffer:
             raise ValueError(f"cannot commit {nbytes} bytes to the receive buffer")
         self._end += nbytes
 
-    def find_crlf(self) -> int:
-        """Offset of the first CRLF from the start of the data, or -1.
+    def take_line(self) -> bytes | None:
+        """Consume the first line and return it without its CRLF, or return
+        ``None`` if no complete line is buffered yet.
 
         A failed search remembers where it stopped, so bytes arriving one at a
         time are each scanned once.
         """
         start = self._start
-        scan_from = self._scanned if self._scanned > start else start
-        i = self._data.find(b"\r\n", scan_from, self._end)
+        end = self._end
+        i = self._data.find(b"\r\n", self._scanned if self._scanned > start else start, end)
         if i < 0:
-            self._scanned = self._end - 1
-            return -1
-        return i - start
+            self._scanned = end - 1
+            return None
+        line = bytes(self._data[start:i])
+        if i + 2 == end:
+            self._start = self._end = self._scanned = 0
+        else:
+            self._start = i + 2
+        return line
 
     def has_crlf_at(self, offset: int) -> bool:
         """Whether the two bytes at ``offset`` from the start are CRLF."""

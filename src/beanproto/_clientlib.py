@@ -101,6 +101,8 @@ def encode_body(body: object, encoding: str | None) -> bytes | bytearray | memor
     ``str`` is encoded with ``encoding``; bytes-like bodies pass through.
     A ``str`` with ``encoding=None`` is refused before anything is sent.
     """
+    if type(body) is str and encoding is not None:
+        return body.encode(encoding)
     if isinstance(body, str):
         if encoding is None:
             raise ArgumentTypeError(

@@ -84,12 +84,22 @@ class Put(Command):
     ttr: int = DEFAULT_TTR
 
     def __post_init__(self) -> None:
-        body = check_body(self.body)
-        if body is not self.body:
-            object.__setattr__(self, "body", body)
-        _u32(self.priority, "priority")
-        _u32(self.delay, "delay")
-        _u32(self.ttr, "ttr")
+        if type(self.body) is not bytes:
+            body = check_body(self.body)
+            if body is not self.body:
+                object.__setattr__(self, "body", body)
+        priority, delay, ttr = self.priority, self.delay, self.ttr
+        if not (
+            type(priority) is int
+            and type(delay) is int
+            and type(ttr) is int
+            and 0 <= priority <= MAX_UINT32
+            and 0 <= delay <= MAX_UINT32
+            and 0 <= ttr <= MAX_UINT32
+        ):
+            _u32(priority, "priority")
+            _u32(delay, "delay")
+            _u32(ttr, "ttr")
 
     def wire(self) -> bytes:
         return b"put %d %d %d %d\r\n" % (self.priority, self.delay, self.ttr, len(self.body))

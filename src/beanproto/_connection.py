@@ -138,6 +138,15 @@ class Connection:
         return len(self._pending)
 
     @property
+    def buffered(self) -> int:
+        """How many received bytes are not yet turned into events.
+
+        When it is 0, :meth:`next_event` can only return :data:`NEED_DATA` or
+        :class:`ConnectionClosed`, so a loop may read before asking.
+        """
+        return len(self._buffer)
+
+    @property
     def pending_commands(self) -> tuple[Command, ...]:
         """The commands still waiting for their reply, oldest first."""
         return tuple(command for command, _ in self._pending)
@@ -151,10 +160,14 @@ class Connection:
             LocalProtocolError: the connection has quit, closed or failed.
             ArgumentTypeError: ``command`` is not a command.
         """
-        head = self._enqueue(command)
-        if type(command) is Put:
-            return b"".join((head, command.body, _CRLF))
-        return head
+        if self._state is State.OPEN:
+            table = REPLIES.get(type(command))
+            if table is not None:
+                self._pending.append((command, table))
+                if type(command) is Put:
+                    return b"".join((command.wire(), command.body, _CRLF))
+                return command.wire()
+        return self._enqueue(command)
 
     def send_parts(self, command: Command) -> list[bytes | bytearray | memoryview]:
         """Like :meth:`send`, but return the bytes in pieces to be written
@@ -215,16 +228,18 @@ class Connection:
         expected the buffer is large enough to take all of it in one read, so
         a large body goes from the socket to the event with a single copy.
         """
-        wanted = self._bytes_wanted()
-        if sizehint > wanted:
-            wanted = sizehint
-        return self._buffer.writable(wanted)
+        if self._body is None and sizehint <= READ_SIZE:
+            return self._buffer.writable(READ_SIZE)
+        return self._buffer.writable(max(sizehint, self._bytes_wanted()))
 
     def buffer_updated(self, nbytes: int) -> None:
         """Count ``nbytes`` written into the view from :meth:`get_buffer`.
 
         ``0`` bytes is not end of file; call ``receive_data(b"")`` for that.
         """
+        if nbytes > 0 and self._pending and not self._eof:
+            self._buffer.commit(nbytes)
+            return
         if self._eof and nbytes:
             raise LocalProtocolError("received data after end of file")
         if nbytes:
@@ -256,7 +271,30 @@ class Connection:
         if self._state is State.ERROR:
             raise RemoteProtocolError(self._why_closed("read")) from self._error
         try:
-            return self._next_event()
+            body = self._body
+            if body is None:
+                if not self._pending:
+                    return self._idle()
+                # The hot path: one reply line, most often a complete reply.
+                line = self._buffer.take_line()
+                if line is None:
+                    return self._no_line()
+                if len(line) + 2 > self.max_line_length:
+                    raise RemoteProtocolError(
+                        f"reply line longer than {self.max_line_length} bytes: {line[:40]!r}"
+                    )
+                status, sep, rest = line.partition(b" ")
+                pending = self._pending
+                command, table = pending[0]
+                reader = table.get(status)
+                if reader is None:
+                    self._unexpected(command, line)
+                result = reader(rest, sep)
+                if type(result) is not BodyWanted:
+                    pending.popleft()
+                    return result  # type: ignore[return-value]
+                body = self._expect_body(result)
+            return self._read_body(body)
         except RemoteProtocolError as exc:
             self._fail(exc)
 
@@ -265,55 +303,40 @@ class Connection:
         self._error = exc
         raise exc
 
-    def _next_event(self) -> e.Event | Literal[NeedData.NEED_DATA]:
+    def _idle(self) -> e.Event | Literal[NeedData.NEED_DATA]:
+        if len(self._buffer):
+            raise RemoteProtocolError(
+                f"server sent bytes when no reply was owed: {self._buffer.head(40)!r}"
+            )
+        if self._eof:
+            self._state = State.CLOSED
+            return _CONNECTION_CLOSED
+        return NEED_DATA
+
+    def _no_line(self) -> Literal[NeedData.NEED_DATA]:
+        if len(self._buffer) >= self.max_line_length:
+            raise RemoteProtocolError(
+                f"reply line longer than {self.max_line_length} bytes: {self._buffer.head(40)!r}"
+            )
+        return self._need_data()
+
+    def _expect_body(self, wanted: BodyWanted) -> BodyWanted:
+        if wanted.size > self.max_body_size:
+            raise RemoteProtocolError(
+                f"reply announces a {wanted.size}-byte body, more than "
+                f"max_body_size={self.max_body_size}"
+            )
+        self._body = wanted
+        # Room for the whole body now, so it arrives without being moved.
+        self._buffer.reserve(wanted.size + 2 - len(self._buffer))
+        return wanted
+
+    def _read_body(self, body: BodyWanted) -> e.Event | Literal[NeedData.NEED_DATA]:
         buffer = self._buffer
-        if self._body is None:
-            if not self._pending:
-                if len(buffer):
-                    raise RemoteProtocolError(
-                        f"server sent bytes when no reply was owed: {buffer.head(40)!r}"
-                    )
-                if self._eof:
-                    self._state = State.CLOSED
-                    return _CONNECTION_CLOSED
-                return NEED_DATA
-            end = buffer.find_crlf()
-            if end < 0:
-                if len(buffer) >= self.max_line_length:
-                    raise RemoteProtocolError(
-                        f"reply line longer than {self.max_line_length} bytes: "
-                        f"{buffer.head(40)!r}"
-                    )
-                return self._need_data()
-            if end + 2 > self.max_line_length:
-                raise RemoteProtocolError(
-                    f"reply line longer than {self.max_line_length} bytes: {buffer.head(40)!r}"
-                )
-            line = buffer.take(end)
-            buffer.skip(2)
-            status, sep, rest = line.partition(b" ")
-            command, table = self._pending[0]
-            reader = table.get(status)
-            if reader is None:
-                self._unexpected(command, line)
-            result = reader(rest, sep)
-            if type(result) is not BodyWanted:
-                self._pending.popleft()
-                return result  # type: ignore[return-value]
-            if result.size > self.max_body_size:
-                raise RemoteProtocolError(
-                    f"reply announces a {result.size}-byte body, more than "
-                    f"max_body_size={self.max_body_size}"
-                )
-            self._body = result
-            buffer.reserve(result.size + 2 - len(buffer))
-        body = self._body
         if len(buffer) < body.size + 2:
             return self._need_data()
         if not buffer.has_crlf_at(body.size):
-            raise RemoteProtocolError(
-                f"body of {body.size} bytes is not followed by CRLF"
-            )
+            raise RemoteProtocolError(f"body of {body.size} bytes is not followed by CRLF")
         data = buffer.take(body.size)
         buffer.skip(2)
         self._body = None

@@ -66,6 +66,8 @@ def _one_int(build: Callable[[int], e.Event]) -> Reader:
     """A reply with one integer, such as ``INSERTED <id>``."""
 
     def read(rest: bytes, sep: bytes) -> e.Event:
+        if rest.isdigit() and len(rest) < 20:  # the common case, inline
+            return build(int(rest))
         return build(_uint(rest))
 
     return read

@@ -14,14 +14,16 @@ Each key has a fixed type, chosen from the protocol document, not guessed from
 the value: counters are ``int``, ``rusage-*`` are ``float``, ``draining`` is
 ``bool``, and names, ``version``, ``hostname``, ``os``, ``platform`` and the
 server ``id`` stay ``str`` even when they are all digits (a tube named ``123``
-stays ``"123"``). Keys the schema does not know are kept: as ``int`` when the
-value is an unquoted decimal integer (new keys have been counters so far),
-otherwise as ``str``.
+stays ``"123"``). Keys the schema does not know are kept, as ``str``: their
+type is not known, and guessing from the value would make a key change type
+from one reply to the next.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import operator
+import re
+from collections.abc import Callable
 from typing import Literal, TypedDict
 
 from ._events import StatValue
@@ -173,27 +175,82 @@ def _to_str(raw: bytes, quoted: bool) -> str:
     return raw.decode("utf-8", "replace")
 
 
-def _to_unknown(raw: bytes, quoted: bool) -> StatValue:
-    if not quoted and raw.isdigit() and len(raw) <= 20:
-        return int(raw)
-    return raw.decode("utf-8", "replace")
+#: Per value type: the slow-path converter, and the fast-path pattern that
+#: matches a subset of what the converter accepts (see ``_Plan``).
+_KINDS: dict[type, tuple[_Convert, bytes]] = {
+    int: (_to_int, rb"(-?[0-9]{1,20})"),
+    float: (_to_float, rb"([0-9]+(?:\.[0-9]+)?)"),
+    bool: (_to_bool, rb"(true|false)"),
+    str: (_to_str, rb"([^\"\n]*)"),
+}
+_QUOTED_STR = rb'"([^"\\\n]*)"'
 
 
-def _schema(types: Mapping[str, type]) -> dict[bytes, _Convert]:
-    by_type: dict[type, _Convert] = {int: _to_int, float: _to_float, bool: _to_bool, str: _to_str}
-    return {key.encode(): by_type[t] for key, t in types.items()}
+class _Schema:
+    """The types of one kind of document's keys, and the fast plan learnt
+    from the last document of that kind."""
+
+    __slots__ = ("types", "plan")
+
+    def __init__(self, typed_dict: type) -> None:
+        self.types: dict[bytes, type] = {
+            key.encode(): (t if isinstance(t, type) else str)  # Literal[...] of str
+            for key, t in typed_dict.__annotations__.items()
+        }
+        self.plan: _Plan | None = None
 
 
-def _types(td: type) -> dict[str, type]:
-    out: dict[str, type] = {}
-    for key, t in td.__annotations__.items():
-        out[key] = t if isinstance(t, type) else str  # Literal[...] of str
-    return out
+class _Plan:
+    """A fast parser for documents with the same keys, in the same order and
+    quoting, as one already parsed.
+
+    beanstalkd writes its statistics with a fixed format, so after the first
+    reply every later one is read by one regular expression (which also checks
+    every value's syntax) and a few C-level conversions. Whatever the pattern
+    does not match — a new key, different quoting, an escape, a bad value —
+    goes to the general parser, which gives the same result or the error.
+    """
+
+    __slots__ = ("regex", "keys", "int_keys", "int_values", "others")
+
+    def __init__(self, lines: list[tuple[bytes, bool]], schema: _Schema) -> None:
+        parts = [b"---\n"]
+        self.keys = tuple(key.decode("ascii") for key, _ in lines)
+        int_positions: list[int] = []
+        self.others: list[tuple[str, int, _Convert]] = []
+        for position, (key, quoted) in enumerate(lines):
+            kind = schema.types.get(key, str)
+            convert, pattern = _KINDS[kind]
+            if kind is str and quoted:
+                pattern = _QUOTED_STR
+            parts.append(re.escape(key) + b": " + pattern + b"\n")
+            if kind is int:
+                int_positions.append(position)
+            else:
+                self.others.append((self.keys[position], position, convert))
+        self.regex = re.compile(b"".join(parts))
+        self.int_keys = tuple(self.keys[i] for i in int_positions)
+        self.int_values: Callable[[tuple[bytes, ...]], tuple[bytes, ...]] = (
+            operator.itemgetter(*int_positions)
+            if len(int_positions) > 1
+            else lambda values: tuple(values[i] for i in int_positions)
+        )
+
+    def parse(self, body: bytes) -> dict[str, StatValue] | None:
+        match = self.regex.fullmatch(body)
+        if match is None:
+            return None
+        values = match.groups()
+        out: dict[str, StatValue] = dict.fromkeys(self.keys, 0)
+        out.update(zip(self.int_keys, map(int, self.int_values(values))))
+        for key, position, convert in self.others:
+            out[key] = convert(values[position], False)
+        return out
 
 
-_STATS = _schema(_types(Stats))
-_STATS_JOB = _schema(_types(StatsJob))
-_STATS_TUBE = _schema(_types(StatsTube))
+_STATS = _Schema(Stats)
+_STATS_JOB = _Schema(StatsJob)
+_STATS_TUBE = _Schema(StatsTube)
 
 
 def _unquote(raw: bytes) -> tuple[bytes, bool]:
@@ -214,15 +271,29 @@ def _lines(body: bytes) -> list[bytes]:
     return [line for line in body[4:-1].split(b"\n") if line]
 
 
-def _parse_dict(body: bytes, schema: dict[bytes, _Convert]) -> dict[str, StatValue]:
+def _parse_dict(body: bytes, schema: _Schema) -> dict[str, StatValue]:
+    plan = schema.plan
+    if plan is not None:
+        fast = plan.parse(body)
+        if fast is not None:
+            return fast
     out: dict[str, StatValue] = {}
+    shape: list[tuple[bytes, bool]] = []
+    escaped = False
     for line in _lines(body):
         key, sep, raw = line.partition(b": ")
         if not sep or not key:
             raise _fail("expected 'key: value'", line)
         value, quoted = _unquote(raw)
-        convert = schema.get(key, _to_unknown)
-        out[key.decode("ascii", "replace")] = convert(value, quoted)
+        kind = schema.types.get(key, str)
+        out[key.decode("ascii", "replace")] = _KINDS[kind][0](value, quoted)
+        escaped = escaped or b"\\" in raw
+        shape.append((key, quoted))
+    if not escaped and len(out) == len(shape):
+        # Learn this shape, if the fast parser reads this very document the same.
+        candidate = _Plan(shape, schema)
+        if candidate.parse(body) == out:
+            schema.plan = candidate
     return out
 
 

@@ -174,17 +174,20 @@ class Client(Generic[TBody]):
     def _request(self, command: bp.Command) -> bp.Event:
         if self._closed:
             raise ConnectionError("the client is closed")
+        conn = self._conn
         if type(command) is bp.Put and len(command.body) >= _VECTORED_BODY:
-            _sendmsg_all(self._sock, self._conn.send_parts(command))
+            _sendmsg_all(self._sock, conn.send_parts(command))
         else:
-            self._sock.sendall(self._conn.send(command))
+            self._sock.sendall(conn.send(command))
         return self._read_event()
 
     def _read_event(self) -> bp.Event:
         conn = self._conn
-        event = conn.next_event()
+        recv_into = self._sock.recv_into
+        # With nothing buffered the first next_event() can only say NEED_DATA.
+        event = conn.next_event() if conn.buffered else bp.NEED_DATA
         while event is bp.NEED_DATA:
-            nbytes = self._sock.recv_into(conn.get_buffer())
+            nbytes = recv_into(conn.get_buffer())
             if nbytes:
                 conn.buffer_updated(nbytes)
             else:
