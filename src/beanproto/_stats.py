@@ -242,7 +242,7 @@ class _Plan:
             return None
         values = match.groups()
         out: dict[str, StatValue] = dict.fromkeys(self.keys, 0)
-        out.update(zip(self.int_keys, map(int, self.int_values(values))))
+        out.update(zip(self.int_keys, map(int, self.int_values(values)), strict=True))
         for key, position, convert in self.others:
             out[key] = convert(values[position], False)
         return out
