@@ -43,6 +43,7 @@ __all__ = [
     "encode_body",
     "decode_body",
     "setup_commands",
+    "connection_lost",
 ]
 
 DEFAULT_TUBE = "default"
@@ -127,6 +128,16 @@ def decode_body(job_id: int, body: bytes, encoding: str | None) -> str | bytes:
         return body.decode(encoding)
     except UnicodeDecodeError as exc:
         raise JobDecodeError(exc, job_id, body) from exc
+
+
+def connection_lost(why: str) -> ConnectionError:
+    """The error for a call on a connection that failed or was closed.
+
+    A plain :class:`ConnectionError`, not a :class:`beanproto.Error`: code
+    written for greenstalk handles ``except greenstalk.Error`` (a server
+    reply) and ``except ConnectionError`` (reconnect) apart.
+    """
+    return ConnectionError(f"connection unusable: {why}")
 
 
 def setup_commands(use: str, watch: str | Iterable[str]) -> list[c.Command]:

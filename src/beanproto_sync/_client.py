@@ -151,10 +151,11 @@ class Client(Generic[TBody]):
     ) -> None:
         setup = lib.setup_commands(use, watch)
         self.encoding = encoding
-        self._closed = True
+        #: Why the client cannot be used any more (closed, or lost), or None.
+        self._unusable: str | None = "the client never connected"
         self._conn = bp.Connection()
         self._sock, self._address = _connect(address)
-        self._closed = False
+        self._unusable = None
         if setup:
             try:
                 self._setup(setup)
@@ -164,22 +165,34 @@ class Client(Generic[TBody]):
 
     def _setup(self, commands: list[bp.Command]) -> None:
         # Pipelined: every setup command goes out in one write.
-        self._sock.sendall(b"".join(self._conn.send(command) for command in commands))
-        for command in commands:
-            event = self._read_event()
+        try:
+            self._sock.sendall(b"".join(self._conn.send(command) for command in commands))
+            events = [self._read_event() for _ in commands]
+        except BaseException as exc:
+            self._abandon(exc)
+            raise
+        for command, event in zip(commands, events, strict=True):
             lib.expect(command, event, bp.Watching if type(command) is not bp.Use else bp.Using)
 
     # -- the loop: the only place bytes move ---------------------------------
 
     def _request(self, command: bp.Command) -> bp.Event:
-        if self._closed:
-            raise ConnectionError("the client is closed")
+        if self._unusable is not None:
+            raise lib.connection_lost(self._unusable)
         conn = self._conn
-        if type(command) is bp.Put and len(command.body) >= _VECTORED_BODY:
-            _sendmsg_all(self._sock, conn.send_parts(command))
-        else:
-            self._sock.sendall(conn.send(command))
-        return self._read_event()
+        try:
+            if type(command) is bp.Put and len(command.body) >= _VECTORED_BODY:
+                _sendmsg_all(self._sock, conn.send_parts(command))
+            else:
+                self._sock.sendall(conn.send(command))
+            return self._read_event()
+        except BaseException as exc:
+            # Interrupted between sending and reading (a transport error, a
+            # protocol error, even KeyboardInterrupt), the reply still owed
+            # would be handed to the next call. So the connection is given
+            # up: the error propagates, and later calls raise ConnectionError.
+            self._abandon(exc)
+            raise
 
     def _read_event(self) -> bp.Event:
         conn = self._conn
@@ -213,8 +226,11 @@ class Client(Generic[TBody]):
 
         Jobs this client still holds reserved go back to the ready queue.
         """
-        if not self._closed:
-            self._closed = True
+        self._abandon("the client is closed")
+
+    def _abandon(self, why: BaseException | str) -> None:
+        if self._unusable is None:
+            self._unusable = why if isinstance(why, str) else f"{type(why).__name__}: {why}"
             self._sock.close()
 
     def __repr__(self) -> str:
