@@ -15,6 +15,8 @@ so a view lent out earlier can never block a resize.
 
 from __future__ import annotations
 
+from .errors import RemoteProtocolError
+
 __all__ = ["ReceiveBuffer"]
 
 #: Bytes a read asks for when nothing better is known.
@@ -98,10 +100,23 @@ class ReceiveBuffer:
             self._start = i + 2
         return line
 
-    def has_crlf_at(self, offset: int) -> bool:
-        """Whether the two bytes at ``offset`` from the start are CRLF."""
-        i = self._start + offset
-        return self._data[i : i + 2] == b"\r\n"
+    def take_body(self, size: int) -> bytes | None:
+        """Consume ``size`` bytes and the CRLF after them and return the
+        bytes, or return ``None`` if they are not all buffered yet.
+
+        Raises:
+            RemoteProtocolError: the body is not followed by CRLF.
+        """
+        start = self._start
+        end = start + size
+        if end + 2 > self._end:
+            return None
+        data = self._data
+        if data[end] != 13 or data[end + 1] != 10:
+            raise RemoteProtocolError(f"body of {size} bytes is not followed by CRLF")
+        out = bytes(data[start:end]) if size < 512 else self._view[start:end].tobytes()
+        self.skip(size + 2)
+        return out
 
     def take(self, nbytes: int) -> bytes:
         """Consume the first ``nbytes`` bytes and return them."""

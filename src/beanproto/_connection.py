@@ -165,7 +165,15 @@ class Connection:
             if table is not None:
                 self._pending.append((command, table))
                 if type(command) is Put:
-                    return b"".join((command.wire(), command.body, _CRLF))
+                    body = command.body
+                    # One format, one copy of the body (%b takes any buffer).
+                    return b"put %d %d %d %d\r\n%b\r\n" % (  # type: ignore[str-format]
+                        command.priority,
+                        command.delay,
+                        command.ttr,
+                        len(body),
+                        body,
+                    )
                 return command.wire()
         return self._enqueue(command)
 
@@ -327,18 +335,17 @@ class Connection:
                 f"max_body_size={self.max_body_size}"
             )
         self._body = wanted
-        # Room for the whole body now, so it arrives without being moved.
-        self._buffer.reserve(wanted.size + 2 - len(self._buffer))
+        missing = wanted.size + 2 - len(self._buffer)
+        if missing > 0:
+            # Room for the whole body now, so it arrives without being moved.
+            self._buffer.reserve(missing)
         return wanted
 
     def _read_body(self, body: BodyWanted) -> e.Event | Literal[NeedData.NEED_DATA]:
         buffer = self._buffer
-        if len(buffer) < body.size + 2:
+        data = buffer.take_body(body.size)
+        if data is None:
             return self._need_data()
-        if not buffer.has_crlf_at(body.size):
-            raise RemoteProtocolError(f"body of {body.size} bytes is not followed by CRLF")
-        data = buffer.take(body.size)
-        buffer.skip(2)
         self._body = None
         self._pending.popleft()
         return body.finish(data)

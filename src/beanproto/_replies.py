@@ -62,13 +62,24 @@ def _bare(event_type: type[e.Event]) -> Reader:
     return read
 
 
-def _one_int(build: Callable[[int], e.Event]) -> Reader:
-    """A reply with one integer, such as ``INSERTED <id>``."""
+def _with_id(event_type: type[e.Inserted] | type[e.Buried]) -> Reader:
+    """A reply with a job id, such as ``INSERTED <id>``."""
 
     def read(rest: bytes, sep: bytes) -> e.Event:
         if rest.isdigit() and len(rest) < 20:  # the common case, inline
-            return build(int(rest))
-        return build(_uint(rest))
+            return event_type(id=int(rest))
+        return event_type(id=_uint(rest))
+
+    return read
+
+
+def _with_count(event_type: type[e.Watching] | type[e.Kicked]) -> Reader:
+    """A reply with a count, such as ``WATCHING <count>``."""
+
+    def read(rest: bytes, sep: bytes) -> e.Event:
+        if rest.isdigit() and len(rest) < 20:
+            return event_type(count=int(rest))
+        return event_type(count=_uint(rest))
 
     return read
 
@@ -81,7 +92,7 @@ def _name(rest: bytes, sep: bytes) -> e.Event:
     return e.Using(tube=rest.decode("ascii"))
 
 
-def _job(build: Callable[[int, bytes], e.Event]) -> Reader:
+def _job(event_type: type[e.Reserved] | type[e.Found]) -> Reader:
     """``RESERVED <id> <bytes>`` or ``FOUND <id> <bytes>``, then the body."""
 
     def read(rest: bytes, sep: bytes) -> BodyWanted:
@@ -89,7 +100,7 @@ def _job(build: Callable[[int, bytes], e.Event]) -> Reader:
         if not space:
             raise _bad("expected '<id> <bytes>'", rest)
         jid = _uint(job_id)
-        return BodyWanted(_uint(size), lambda body: build(jid, body))
+        return BodyWanted(_uint(size), lambda body: event_type(id=jid, body=body))
 
     return read
 
@@ -114,9 +125,9 @@ _GENERAL: dict[bytes, Reader] = {
 }
 
 _NOT_FOUND = {b"NOT_FOUND": _bare(e.NotFound)}
-_RESERVED = {b"RESERVED": _job(lambda i, b: e.Reserved(id=i, body=b))}
-_FOUND = {b"FOUND": _job(lambda i, b: e.Found(id=i, body=b)), **_NOT_FOUND}
-_WATCHING = {b"WATCHING": _one_int(lambda n: e.Watching(count=n))}
+_RESERVED = {b"RESERVED": _job(e.Reserved)}
+_FOUND = {b"FOUND": _job(e.Found), **_NOT_FOUND}
+_WATCHING = {b"WATCHING": _with_count(e.Watching)}
 _USING = {b"USING": _name}
 _LIST = {b"OK": _ok(parse_list)}
 
@@ -133,8 +144,8 @@ def _table(*parts: Mapping[bytes, Reader]) -> dict[bytes, Reader]:
 REPLIES: dict[type[c.Command], dict[bytes, Reader]] = {
     c.Put: _table(
         {
-            b"INSERTED": _one_int(lambda n: e.Inserted(id=n)),
-            b"BURIED": _one_int(lambda n: e.Buried(id=n)),
+            b"INSERTED": _with_id(e.Inserted),
+            b"BURIED": _with_id(e.Buried),
             b"EXPECTED_CRLF": _bare(e.ExpectedCrlf),
             b"JOB_TOO_BIG": _bare(e.JobTooBig),
             b"DRAINING": _bare(e.Draining),
@@ -158,7 +169,7 @@ REPLIES: dict[type[c.Command], dict[bytes, Reader]] = {
     c.PeekReady: _table(_FOUND),
     c.PeekDelayed: _table(_FOUND),
     c.PeekBuried: _table(_FOUND),
-    c.Kick: _table({b"KICKED": _one_int(lambda n: e.Kicked(count=n))}),
+    c.Kick: _table({b"KICKED": _with_count(e.Kicked)}),
     c.KickJob: _table({b"KICKED": _bare(e.Kicked)}, _NOT_FOUND),
     c.StatsJob: _table({b"OK": _ok(parse_stats_job)}, _NOT_FOUND),
     c.StatsTube: _table({b"OK": _ok(parse_stats_tube)}, _NOT_FOUND),

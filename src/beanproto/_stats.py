@@ -215,7 +215,7 @@ class _Plan:
 
     def __init__(self, lines: list[tuple[bytes, bool]], schema: _Schema) -> None:
         parts = [b"---\n"]
-        self.keys = tuple(key.decode("ascii") for key, _ in lines)
+        self.keys = tuple(key.decode("ascii", "replace") for key, _ in lines)
         int_positions: list[int] = []
         self.others: list[tuple[str, int, _Convert]] = []
         for position, (key, quoted) in enumerate(lines):
