@@ -15,7 +15,7 @@ so a view lent out earlier can never block a resize.
 
 from __future__ import annotations
 
-from .errors import RemoteProtocolError
+from .errors import ArgumentError, RemoteProtocolError
 
 __all__ = ["ReceiveBuffer"]
 
@@ -77,7 +77,9 @@ class ReceiveBuffer:
     def commit(self, nbytes: int) -> None:
         """Count ``nbytes`` written into the view from :meth:`writable`."""
         if nbytes < 0 or self._end + nbytes > len(self._data):
-            raise ValueError(f"cannot commit {nbytes} bytes to the receive buffer")
+            raise ArgumentError(
+                f"buffer_updated({nbytes}): only {len(self._data) - self._end} bytes were lent"
+            )
         self._end += nbytes
 
     def take_line(self) -> bytes | None:

@@ -225,6 +225,8 @@ class Connection:
         if not data:
             self._eof = True
             return
+        if type(data) is not bytes:
+            data = memoryview(data).cast("B")  # count bytes, not items
         self._check_wanted(len(data))
         self._buffer.write(data)
 
