@@ -120,16 +120,6 @@ class ReceiveBuffer:
         self.skip(size + 2)
         return out
 
-    def take(self, nbytes: int) -> bytes:
-        """Consume the first ``nbytes`` bytes and return them."""
-        start = self._start
-        if nbytes < 512:
-            out = bytes(self._data[start : start + nbytes])
-        else:
-            out = self._view[start : start + nbytes].tobytes()
-        self.skip(nbytes)
-        return out
-
     def head(self, nbytes: int) -> bytes:
         """The first ``nbytes`` bytes (or fewer), not consumed; for messages."""
         return bytes(self._data[self._start : min(self._start + nbytes, self._end)])

@@ -185,16 +185,7 @@ class Client(Generic[TBody]):
                 _sendmsg_all(self._sock, conn.send_parts(command))
             else:
                 self._sock.sendall(conn.send(command))
-            # With nothing buffered the first next_event() can only say NEED_DATA.
-            event = conn.next_event() if conn.buffered else bp.NEED_DATA
-            while event is bp.NEED_DATA:
-                nbytes = self._sock.recv_into(conn.get_buffer())
-                if nbytes:
-                    conn.buffer_updated(nbytes)
-                else:
-                    conn.receive_data(b"")
-                event = conn.next_event()
-            return event
+            return self._read_event()
         except BaseException as exc:
             # Interrupted between sending and reading (a transport error, a
             # protocol error, even KeyboardInterrupt), the reply still owed
