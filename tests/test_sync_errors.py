@@ -538,10 +538,13 @@ class TestScriptedReplies:
         assert client.kick(10) == 3
         peer.reply(b"KICKED\r\n")
         assert client.kick_job(4) is None  # type: ignore[func-returns-value]
-        peer.reply(b"TOUCHED\r\nRELEASED\r\nDELETED\r\nPAUSED\r\n")
+        peer.reply(b"TOUCHED\r\n")
         client.touch(1)
+        peer.reply(b"RELEASED\r\n")
         client.release(1)
+        peer.reply(b"DELETED\r\n")
         client.delete(1)
+        peer.reply(b"PAUSED\r\n")
         client.pause_tube("foo", 5)
         peer.reply(b"FOUND 3 2\r\nhi\r\n")
         assert client.peek(3).body == "hi"
@@ -557,6 +560,16 @@ class TestScriptedReplies:
             b"release 1 65536 0\r\ndelete 1\r\npause-tube foo 5\r\npeek 3\r\n"
             b"stats-tube 123\r\nstats\r\n"
         )
+
+    def test_bytes_read_ahead_of_a_command_are_a_protocol_error(
+        self, peer: ScriptedPeer
+    ) -> None:
+        # Two replies where one was owed: the second arrived unasked.
+        peer.reply(b"TOUCHED\r\nDELETED\r\n")
+        peer.client.touch(1)
+        with pytest.raises(beanproto.RemoteProtocolError, match="no reply was owed"):
+            peer.client.delete(1)
+        assert peer.sent() == b"touch 1\r\n"
 
     def test_constructor_setup_errors_close_the_socket(self) -> None:
         mine, theirs = socket.socketpair()

@@ -9,7 +9,7 @@ it. Field names follow the protocol document (``priority`` for ``<pri>``,
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 from ._validate import MAX_UINT32, MAX_UINT64, check_body, check_int, check_tube
 
@@ -43,6 +43,8 @@ __all__ = [
     "DEFAULT_PRIORITY",
     "DEFAULT_DELAY",
     "DEFAULT_TTR",
+    "make_put",
+    "make_with_id",
 ]
 
 DEFAULT_PRIORITY = 2**16
@@ -347,3 +349,51 @@ class Quit(Command):
     """``quit``: ask the server to close the connection. It has no reply."""
 
     verb: ClassVar[bytes] = b"quit"
+
+
+_new = object.__new__
+_put_setters = tuple(getattr(Put, name).__set__ for name in ("body", "priority", "delay", "ttr"))
+
+
+def make_put(body: object, priority: int, delay: int, ttr: int) -> Put:
+    """Build a :class:`Put` on the clients' hot path.
+
+    Valid common arguments (a ``bytes`` body, plain ``int`` values in range)
+    make the same frozen object as ``Put(...)`` without going through the
+    dataclass constructor; anything else goes through ``Put(...)``, so every
+    error is raised by the one set of checks there.
+    """
+    if (
+        type(body) is bytes
+        and type(priority) is int
+        and type(delay) is int
+        and type(ttr) is int
+        and 0 <= priority <= MAX_UINT32
+        and 0 <= delay <= MAX_UINT32
+        and 0 <= ttr <= MAX_UINT32
+    ):
+        command = _new(Put)
+        set_body, set_priority, set_delay, set_ttr = _put_setters
+        set_body(command, body)
+        set_priority(command, priority)
+        set_delay(command, delay)
+        set_ttr(command, ttr)
+        return command
+    return Put(body=body, priority=priority, delay=delay, ttr=ttr)  # type: ignore[arg-type]
+
+
+_IdCommandT = TypeVar("_IdCommandT", bound=_IdCommand)
+
+
+def make_with_id(command_type: type[_IdCommandT], job_id: object) -> _IdCommandT:
+    """Build a command whose only field is a job id (``Delete``, ``Touch`` …)
+    on the clients' hot path; like :func:`make_put`, anything unusual goes
+    through the ordinary constructor and its checks."""
+    if type(job_id) is int and 0 <= job_id <= MAX_UINT64:
+        command = _new(command_type)
+        _set_id(command, job_id)
+        return command
+    return command_type(id=job_id)  # type: ignore[arg-type]
+
+
+_set_id = _IdCommand.__dict__["id"].__set__

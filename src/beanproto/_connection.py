@@ -350,7 +350,7 @@ class Connection:
             return self._need_data()
         self._body = None
         self._pending.popleft()
-        return body.finish(data)
+        return body.finish(body.arg, data)
 
     def _need_data(self) -> Literal[NeedData.NEED_DATA]:
         if self._eof:

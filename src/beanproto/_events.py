@@ -7,8 +7,9 @@ only reports what the server said; the clients decide what is an exception.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar, Union
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, TypeVar, Union, cast
 
 __all__ = [
     "Event",
@@ -239,3 +240,36 @@ class UnknownCommand(Event):
 class ConnectionClosed(Event):
     """The server closed the connection when no reply was owed (after
     ``quit``, or while idle)."""
+
+
+_E = TypeVar("_E", bound=Event)
+
+
+def builder(event_type: type[_E]) -> Callable[..., _E]:
+    """A fast positional constructor for ``event_type``, for the core's reply
+    readers, which have already checked every value.
+
+    It makes the same frozen object as ``event_type(**fields)`` but skips the
+    dataclass ``__init__`` (which sets each field through
+    ``object.__setattr__``), about half the cost of building a small event.
+    """
+    new = object.__new__
+    setters = [getattr(event_type, f.name).__set__ for f in fields(cast(Any, event_type))]
+    if len(setters) == 1:
+        (set0,) = setters
+
+        def build1(a: Any) -> _E:
+            event = new(event_type)
+            set0(event, a)
+            return event
+
+        return build1
+    set0, set1 = setters
+
+    def build2(a: Any, b: Any) -> _E:
+        event = new(event_type)
+        set0(event, a)
+        set1(event, b)
+        return event
+
+    return build2

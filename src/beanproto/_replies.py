@@ -15,7 +15,7 @@ commands in order, and one that does not fit means the stream is out of step.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from . import _commands as c
 from . import _events as e
@@ -27,10 +27,12 @@ __all__ = ["REPLIES", "KNOWN_STATUSES", "BodyWanted", "Reader"]
 
 
 class BodyWanted(NamedTuple):
-    """A reply line announced ``size`` bytes of body (plus CRLF)."""
+    """A reply line announced ``size`` bytes of body (plus CRLF); once they
+    are in, the event is ``finish(arg, body)``."""
 
     size: int
-    finish: Callable[[bytes], e.Event]
+    finish: Callable[[Any, bytes], e.Event]
+    arg: Any = None
 
 
 Reader = Callable[[bytes, bytes], e.Event | BodyWanted]
@@ -62,24 +64,14 @@ def _bare(event_type: type[e.Event]) -> Reader:
     return read
 
 
-def _with_id(event_type: type[e.Inserted] | type[e.Buried]) -> Reader:
-    """A reply with a job id, such as ``INSERTED <id>``."""
+def _one_int(event_type: type[e.Event]) -> Reader:
+    """A reply with one integer: ``INSERTED <id>``, ``WATCHING <count>`` …"""
+    build = e.builder(event_type)
 
     def read(rest: bytes, sep: bytes) -> e.Event:
         if rest.isdigit() and len(rest) < 20:  # the common case, inline
-            return event_type(id=int(rest))
-        return event_type(id=_uint(rest))
-
-    return read
-
-
-def _with_count(event_type: type[e.Watching] | type[e.Kicked]) -> Reader:
-    """A reply with a count, such as ``WATCHING <count>``."""
-
-    def read(rest: bytes, sep: bytes) -> e.Event:
-        if rest.isdigit() and len(rest) < 20:
-            return event_type(count=int(rest))
-        return event_type(count=_uint(rest))
+            return build(int(rest))
+        return build(_uint(rest))
 
     return read
 
@@ -94,13 +86,15 @@ def _name(rest: bytes, sep: bytes) -> e.Event:
 
 def _job(event_type: type[e.Reserved] | type[e.Found]) -> Reader:
     """``RESERVED <id> <bytes>`` or ``FOUND <id> <bytes>``, then the body."""
+    build = e.builder(event_type)
 
     def read(rest: bytes, sep: bytes) -> BodyWanted:
         job_id, space, size = rest.partition(b" ")
         if not space:
             raise _bad("expected '<id> <bytes>'", rest)
-        jid = _uint(job_id)
-        return BodyWanted(_uint(size), lambda body: event_type(id=jid, body=body))
+        if job_id.isdigit() and size.isdigit() and len(job_id) < 20 and len(size) < 20:
+            return BodyWanted(int(size), build, int(job_id))  # the common case, inline
+        return BodyWanted(_uint(size), build, _uint(job_id))
 
     return read
 
@@ -108,8 +102,10 @@ def _job(event_type: type[e.Reserved] | type[e.Found]) -> Reader:
 def _ok(parse: Callable[[bytes], dict[str, e.StatValue] | list[str]]) -> Reader:
     """``OK <bytes>``, then a YAML document."""
 
-    def finish(body: bytes) -> e.Event:
-        return e.Ok(data=parse(body))
+    build = e.builder(e.Ok)
+
+    def finish(arg: None, body: bytes) -> e.Event:
+        return build(parse(body))
 
     def read(rest: bytes, sep: bytes) -> BodyWanted:
         return BodyWanted(_uint(rest), finish)
@@ -127,7 +123,7 @@ _GENERAL: dict[bytes, Reader] = {
 _NOT_FOUND = {b"NOT_FOUND": _bare(e.NotFound)}
 _RESERVED = {b"RESERVED": _job(e.Reserved)}
 _FOUND = {b"FOUND": _job(e.Found), **_NOT_FOUND}
-_WATCHING = {b"WATCHING": _with_count(e.Watching)}
+_WATCHING = {b"WATCHING": _one_int(e.Watching)}
 _USING = {b"USING": _name}
 _LIST = {b"OK": _ok(parse_list)}
 
@@ -144,8 +140,8 @@ def _table(*parts: Mapping[bytes, Reader]) -> dict[bytes, Reader]:
 REPLIES: dict[type[c.Command], dict[bytes, Reader]] = {
     c.Put: _table(
         {
-            b"INSERTED": _with_id(e.Inserted),
-            b"BURIED": _with_id(e.Buried),
+            b"INSERTED": _one_int(e.Inserted),
+            b"BURIED": _one_int(e.Buried),
             b"EXPECTED_CRLF": _bare(e.ExpectedCrlf),
             b"JOB_TOO_BIG": _bare(e.JobTooBig),
             b"DRAINING": _bare(e.Draining),
@@ -169,7 +165,7 @@ REPLIES: dict[type[c.Command], dict[bytes, Reader]] = {
     c.PeekReady: _table(_FOUND),
     c.PeekDelayed: _table(_FOUND),
     c.PeekBuried: _table(_FOUND),
-    c.Kick: _table({b"KICKED": _with_count(e.Kicked)}),
+    c.Kick: _table({b"KICKED": _one_int(e.Kicked)}),
     c.KickJob: _table({b"KICKED": _bare(e.Kicked)}, _NOT_FOUND),
     c.StatsJob: _table({b"OK": _ok(parse_stats_job)}, _NOT_FOUND),
     c.StatsTube: _table({b"OK": _ok(parse_stats_tube)}, _NOT_FOUND),

@@ -14,6 +14,7 @@ from typing import Any, Generic, TypeVar, Union, cast, overload
 
 import beanproto as bp
 from beanproto import _clientlib as lib
+from beanproto._commands import make_put, make_with_id
 from beanproto._stats import Stats, StatsJob, StatsTube
 
 __all__ = [
@@ -42,6 +43,10 @@ ConnectionTarget = Union[Address, socket.socket]  # noqa: UP007 (runtime alias, 
 
 TBody = TypeVar("TBody", str, bytes)
 
+# Commands without arguments are frozen, so one instance serves every call.
+_RESERVE = bp.Reserve()
+_STATS = bp.Stats()
+
 #: Bodies at least this large are written with ``sendmsg`` from the caller's
 #: own buffer instead of being joined to the command line first.
 _VECTORED_BODY = 32 * 1024
@@ -68,6 +73,8 @@ JobOrID = Union[Job[TBody], int]  # noqa: UP007 (runtime alias, as greenstalk)
 
 
 def _to_id(job: object) -> int:
+    if type(job) is int:
+        return job
     return job.id if isinstance(job, Job) else cast(int, job)
 
 
@@ -181,6 +188,9 @@ class Client(Generic[TBody]):
             raise lib.connection_lost(self._unusable)
         conn = self._conn
         try:
+            if conn.buffered:
+                # Bytes nobody asked for: the core raises RemoteProtocolError.
+                conn.next_event()
             if type(command) is bp.Put and len(command.body) >= _VECTORED_BODY:
                 _sendmsg_all(self._sock, conn.send_parts(command))
             else:
@@ -196,11 +206,10 @@ class Client(Generic[TBody]):
 
     def _read_event(self) -> bp.Event:
         conn = self._conn
-        recv_into = self._sock.recv_into
         # With nothing buffered the first next_event() can only say NEED_DATA.
         event = conn.next_event() if conn.buffered else bp.NEED_DATA
         while event is bp.NEED_DATA:
-            nbytes = recv_into(conn.get_buffer())
+            nbytes = self._sock.recv_into(conn.get_buffer())
             if nbytes:
                 conn.buffer_updated(nbytes)
             else:
@@ -209,7 +218,9 @@ class Client(Generic[TBody]):
         return event
 
     def _job(self, command: bp.Command, success: type[bp.Reserved] | type[bp.Found]) -> Job[TBody]:
-        event = lib.expect(command, self._request(command), success)
+        event = self._request(command)
+        if type(event) is not success:
+            raise lib.error_for(command, event)
         body = lib.decode_body(event.id, event.body, self.encoding)
         return Job(event.id, cast(TBody, body))
 
@@ -262,10 +273,15 @@ class Client(Generic[TBody]):
             JobTooBigError: the body exceeds the server's ``max-job-size``.
             DrainingError: the server is in drain mode.
         """
-        command = bp.Put(
-            body=lib.encode_body(body, self.encoding), priority=priority, delay=delay, ttr=ttr
-        )
-        return lib.expect(command, self._request(command), bp.Inserted).id
+        if type(body) is str and self.encoding is not None:
+            raw: object = body.encode(self.encoding)
+        else:
+            raw = lib.encode_body(body, self.encoding)
+        command = make_put(raw, priority, delay, ttr)
+        event = self._request(command)
+        if type(event) is bp.Inserted:
+            return event.id
+        raise lib.error_for(command, event)
 
     def use(self, tube: str) -> None:
         """Put later jobs into ``tube``."""
@@ -287,7 +303,7 @@ class Client(Generic[TBody]):
                 ``body`` so the job can still be buried or deleted.
         """
         command: bp.Command = (
-            bp.Reserve() if timeout is None else bp.ReserveWithTimeout(timeout=timeout)
+            _RESERVE if timeout is None else bp.ReserveWithTimeout(timeout=timeout)
         )
         return self._job(command, bp.Reserved)
 
@@ -297,11 +313,11 @@ class Client(Generic[TBody]):
         Raises:
             NotFoundError: no such job, or it is already reserved.
         """
-        return self._job(bp.ReserveJob(id=id), bp.Reserved)
+        return self._job(make_with_id(bp.ReserveJob, id), bp.Reserved)
 
     def delete(self, job: JobOrID[TBody]) -> None:
         """Delete a job, given as a :class:`Job` or an id."""
-        command = bp.Delete(id=_to_id(job))
+        command = make_with_id(bp.Delete, _to_id(job))
         lib.expect(command, self._request(command), bp.Deleted)
 
     def release(
@@ -326,7 +342,7 @@ class Client(Generic[TBody]):
 
     def touch(self, job: JobOrID[TBody]) -> None:
         """Restart the TTR of a reserved job."""
-        command = bp.Touch(id=_to_id(job))
+        command = make_with_id(bp.Touch, _to_id(job))
         lib.expect(command, self._request(command), bp.Touched)
 
     def watch(self, tube: str) -> int:
@@ -347,7 +363,7 @@ class Client(Generic[TBody]):
 
     def peek(self, id: int) -> Job[TBody]:
         """Return the job ``id`` without reserving it."""
-        return self._job(bp.Peek(id=id), bp.Found)
+        return self._job(make_with_id(bp.Peek, id), bp.Found)
 
     def peek_ready(self) -> Job[TBody]:
         """Return the next ready job in the used tube."""
@@ -370,12 +386,12 @@ class Client(Generic[TBody]):
 
     def kick_job(self, job: JobOrID[TBody]) -> None:
         """Move one buried or delayed job to the ready queue."""
-        command = bp.KickJob(id=_to_id(job))
+        command = make_with_id(bp.KickJob, _to_id(job))
         lib.expect(command, self._request(command), bp.Kicked)
 
     def stats_job(self, job: JobOrID[TBody]) -> StatsJob:
         """Return a job's statistics, typed per key."""
-        command = bp.StatsJob(id=_to_id(job))
+        command = make_with_id(bp.StatsJob, _to_id(job))
         return cast(StatsJob, lib.expect(command, self._request(command), bp.Ok).data)
 
     def stats_tube(self, tube: str) -> StatsTube:
@@ -385,7 +401,7 @@ class Client(Generic[TBody]):
 
     def stats(self) -> Stats:
         """Return the server's statistics, typed per key."""
-        command = bp.Stats()
+        command = _STATS
         return cast(Stats, lib.expect(command, self._request(command), bp.Ok).data)
 
     def tubes(self) -> list[str]:
