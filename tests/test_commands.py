@@ -348,15 +348,59 @@ def test_integers_at_the_limits_are_accepted(
         assert parse_command(wire)[0] == command
 
 
-@pytest.mark.parametrize(("name", "make", "maximum"), INT_FIELDS, ids=INT_IDS)
-@pytest.mark.parametrize("bad", [True, False, 1.0, "1", b"1", None], ids=repr)
+#: Fields that count seconds: they also take a float, rounded up.
+SECONDS = {"put delay", "put ttr", "release delay", "reserve timeout", "pause delay"}
+
+
+#: (field, constructor, value of a wrong type); durations take floats.
+WRONG_TYPES = [
+    (name, make, bad)
+    for name, make, _ in INT_FIELDS
+    for bad in (True, False, 1.0, "1", b"1", None)
+    if not (name in SECONDS and type(bad) is float)
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "bad"), WRONG_TYPES, ids=[f"{n}-{b!r}" for n, _, b in WRONG_TYPES]
+)
 def test_integers_of_wrong_type_are_refused(
-    name: str, make: Callable[[object], bp.Command], maximum: int, bad: object
+    name: str, make: Callable[[object], bp.Command], bad: object
 ) -> None:
     with pytest.raises(bp.ArgumentTypeError) as info:
         make(bad)
     assert isinstance(info.value, TypeError)
     assert isinstance(info.value, bp.Error)
+
+
+@pytest.mark.parametrize(
+    ("name", "make"), [(n, m) for n, m in U32_FIELDS if n in SECONDS], ids=sorted(SECONDS)
+)
+def test_durations_take_floats_rounded_up(
+    name: str, make: Callable[[object], bp.Command]
+) -> None:
+    # greenstalk formats with %d, so timeout=0.5 became "do not wait at all".
+    for given, sent in [(0.0, 0), (0.5, 1), (1.0, 1), (2.25, 3)]:
+        wire = bp.Connection().send(make(given))
+        assert b" %d" % sent in wire
+        assert b"." not in wire.split(b"\r\n")[0]
+    for bad in (-0.5, float("nan"), float("inf"), 2.0**32 + 1):
+        with pytest.raises(bp.ArgumentError):
+            make(bad)
+
+
+@pytest.mark.parametrize(("name", "make", "maximum"), INT_FIELDS, ids=INT_IDS)
+def test_integer_like_values_are_accepted_as_int(
+    name: str, make: Callable[[object], bp.Command], maximum: int
+) -> None:
+    class IntLike:
+        def __index__(self) -> int:
+            return 7
+
+    command = make(IntLike())
+    assert b" 7" in bp.Connection().send(command)
+    assert 7 in [getattr(command, f) for f in ("priority", "delay", "ttr", "timeout",
+                                               "bound", "id") if hasattr(command, f)]
 
 
 # -- argument validation: bodies ---------------------------------------------------

@@ -9,9 +9,8 @@ out as typed events::
         conn.receive_data(sock.recv(65536))
     assert isinstance(event, beanproto.Inserted)
 
-No I/O and no dependencies; the blocking, trio and asyncio clients
-(``beanproto_sync``, ``beanproto_trio``, ``beanproto_asyncio``) are thin loops
-around this core.
+No I/O and no dependencies; the blocking client ``beanproto_sync`` is a thin
+loop around this core, and so is any other adapter (see the README).
 """
 
 from ._commands import (

@@ -95,7 +95,7 @@ class ReceiveBuffer:
         if i < 0:
             self._scanned = end - 1
             return None
-        line = bytes(self._data[start:i])
+        line = self._view[start:i].tobytes()
         if i + 2 == end:
             self._start = self._end = self._scanned = 0
         else:
@@ -116,7 +116,7 @@ class ReceiveBuffer:
         data = self._data
         if data[end] != 13 or data[end + 1] != 10:
             raise RemoteProtocolError(f"body of {size} bytes is not followed by CRLF")
-        out = bytes(data[start:end]) if size < 512 else self._view[start:end].tobytes()
+        out = self._view[start:end].tobytes()
         self.skip(size + 2)
         return out
 

@@ -1,6 +1,7 @@
 """What every client built on the core shares, whatever its I/O.
 
-The blocking, trio and asyncio clients differ only in how they move bytes.
+Clients (the blocking one here, async ones to come) differ only in how they
+move bytes.
 Everything else lives here, once: which event means success for which
 command, which exception each failure reply becomes, how bodies are encoded
 and decoded, and the commands that set a new connection up.
@@ -131,11 +132,15 @@ def decode_body(job_id: int, body: bytes, encoding: str | None) -> str | bytes:
 
 
 def connection_lost(why: str) -> ConnectionError:
-    """The error for a call on a connection that failed or was closed.
+    """The error for a call on a client whose connection failed or was closed.
 
-    A plain :class:`ConnectionError`, not a :class:`beanproto.Error`: code
-    written for greenstalk handles ``except greenstalk.Error`` (a server
-    reply) and ``except ConnectionError`` (reconnect) apart.
+    A plain :class:`ConnectionError`, not a :class:`beanproto.Error`, as
+    greenstalk raises: code written for it handles ``except greenstalk.Error``
+    (a server reply) and ``except ConnectionError`` (reconnect) apart. The
+    failure itself propagates as it happened; a server closing in the middle
+    of a reply is a :class:`~beanproto.ConnectionClosedError`, which is both a
+    ``ConnectionError`` and a ``beanproto.Error``, and every call after it
+    raises this plain one.
     """
     return ConnectionError(f"connection unusable: {why}")
 

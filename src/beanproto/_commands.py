@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, TypeVar
 
-from ._validate import MAX_UINT32, MAX_UINT64, check_body, check_int, check_tube
+from ._validate import MAX_UINT32, MAX_UINT64, check_body, check_int, check_seconds, check_tube
 
 __all__ = [
     "Command",
@@ -67,12 +67,23 @@ class Command:
         return self.verb + b"\r\n"
 
 
-def _id(value: object) -> None:
-    check_int(value, "id", MAX_UINT64)
+def _store(command: Command, field: str, checked: object) -> None:
+    """Keep the checked form of a field (``int`` for an int-like or a float
+    number of seconds) in the frozen command."""
+    if checked is not getattr(command, field):
+        object.__setattr__(command, field, checked)
 
 
-def _u32(value: object, field: str) -> None:
-    check_int(value, field, MAX_UINT32)
+def _id(command: Command) -> None:
+    _store(command, "id", check_int(getattr(command, "id"), "id", MAX_UINT64))  # noqa: B009
+
+
+def _u32(command: Command, field: str) -> None:
+    _store(command, field, check_int(getattr(command, field), field, MAX_UINT32))
+
+
+def _seconds(command: Command, field: str) -> None:
+    _store(command, field, check_seconds(getattr(command, field), field))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -99,9 +110,9 @@ class Put(Command):
             and 0 <= delay <= MAX_UINT32
             and 0 <= ttr <= MAX_UINT32
         ):
-            _u32(priority, "priority")
-            _u32(delay, "delay")
-            _u32(ttr, "ttr")
+            _u32(self, "priority")
+            _seconds(self, "delay")
+            _seconds(self, "ttr")
 
     def wire(self) -> bytes:
         return b"put %d %d %d %d\r\n" % (self.priority, self.delay, self.ttr, len(self.body))
@@ -136,7 +147,7 @@ class ReserveWithTimeout(Command):
     timeout: int
 
     def __post_init__(self) -> None:
-        _u32(self.timeout, "timeout")
+        _seconds(self, "timeout")
 
     def wire(self) -> bytes:
         return b"reserve-with-timeout %d\r\n" % self.timeout
@@ -149,7 +160,7 @@ class _IdCommand(Command):
     id: int
 
     def __post_init__(self) -> None:
-        _id(self.id)
+        _id(self)
 
     def wire(self) -> bytes:
         return b"%s %d\r\n" % (self.verb, self.id)
@@ -179,9 +190,9 @@ class Release(Command):
     delay: int = DEFAULT_DELAY
 
     def __post_init__(self) -> None:
-        _id(self.id)
-        _u32(self.priority, "priority")
-        _u32(self.delay, "delay")
+        _id(self)
+        _u32(self, "priority")
+        _seconds(self, "delay")
 
     def wire(self) -> bytes:
         return b"release %d %d %d\r\n" % (self.id, self.priority, self.delay)
@@ -196,8 +207,8 @@ class Bury(Command):
     priority: int = DEFAULT_PRIORITY
 
     def __post_init__(self) -> None:
-        _id(self.id)
-        _u32(self.priority, "priority")
+        _id(self)
+        _u32(self, "priority")
 
     def wire(self) -> bytes:
         return b"bury %d %d\r\n" % (self.id, self.priority)
@@ -273,7 +284,7 @@ class Kick(Command):
     bound: int
 
     def __post_init__(self) -> None:
-        _u32(self.bound, "bound")
+        _u32(self, "bound")
 
     def wire(self) -> bytes:
         return b"kick %d\r\n" % self.bound
@@ -338,7 +349,7 @@ class PauseTube(Command):
 
     def __post_init__(self) -> None:
         check_tube(self.tube)
-        _u32(self.delay, "delay")
+        _seconds(self, "delay")
 
     def wire(self) -> bytes:
         return b"pause-tube %s %d\r\n" % (self.tube.encode("ascii"), self.delay)

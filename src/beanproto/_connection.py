@@ -12,8 +12,8 @@ Reading a reply has two steps. First the reply line, up to CRLF; its status
 word picks a reader. Most replies end there. ``RESERVED``, ``FOUND`` and
 ``OK`` announce a body of a known length: the connection then waits until the
 body and its CRLF are all buffered, and only then builds the event. Nothing is
-parsed twice and nothing is copied per chunk, so any split of the input gives
-the same events for the same total work.
+parsed twice and every byte is appended once, so any split of the input gives
+the same events for work linear in the input.
 
 The connection is in one of four states:
 
@@ -21,8 +21,9 @@ The connection is in one of four states:
 ``CLOSING``  ``quit`` was sent; replies still owed are read, nothing is sent.
 ``CLOSED``   the server closed the connection; :class:`ConnectionClosed` is
              the last event.
-``ERROR``    the server broke the protocol. The error is raised again by every
-             later call: once framing is lost, nothing after it is trustworthy.
+``ERROR``    the server broke the protocol, or closed the connection in the
+             middle of a reply. Every later call raises again: once framing
+             is lost, nothing after it is trustworthy.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from . import _events as e
 from ._buffer import READ_SIZE, ReceiveBuffer
 from ._commands import Command, Put, Quit
 from ._replies import KNOWN_STATUSES, REPLIES, BodyWanted, Reader
+from ._validate import MAX_UINT32, MAX_UINT64, check_int
 from .errors import (
     ArgumentError,
     ArgumentTypeError,
@@ -78,8 +80,23 @@ DEFAULT_MAX_LINE_LENGTH = 224
 #: beanstalkd's largest ``-z`` (max job size) is 1 GiB.
 DEFAULT_MAX_BODY_SIZE = 2**30
 
+#: Room made in advance for an announced body is capped: a reply line alone
+#: must not make the client allocate up to ``max_body_size``. Beyond this the
+#: buffer grows by doubling as the bytes actually arrive.
+_MAX_ADVANCE = 8 * 1024 * 1024
+
 _CONNECTION_CLOSED = e.ConnectionClosed()
 _CRLF = b"\r\n"
+
+
+def _byte_view(data: object) -> memoryview:
+    """A flat view of the bytes of ``data``, counted in bytes, not items."""
+    try:
+        return memoryview(data).cast("B")  # type: ignore[arg-type]
+    except TypeError:
+        raise ArgumentTypeError(
+            f"data must be a contiguous bytes-like object, not {type(data).__name__}"
+        ) from None
 
 
 class Connection:
@@ -109,10 +126,10 @@ class Connection:
         max_line_length: int = DEFAULT_MAX_LINE_LENGTH,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
     ) -> None:
+        check_int(max_line_length, "max_line_length", MAX_UINT32)
+        check_int(max_body_size, "max_body_size", MAX_UINT64)
         if max_line_length < 8:
             raise ArgumentError("max_line_length must be at least 8")
-        if max_body_size < 0:
-            raise ArgumentError("max_body_size must not be negative")
         self.max_line_length = max_line_length
         self.max_body_size = max_body_size
         self._pending: deque[tuple[Command, dict[bytes, Reader]]] = deque()
@@ -141,8 +158,8 @@ class Connection:
     def buffered(self) -> int:
         """How many received bytes are not yet turned into events.
 
-        When it is 0, :meth:`next_event` can only return :data:`NEED_DATA` or
-        :class:`ConnectionClosed`, so a loop may read before asking.
+        When it is 0 and the connection is open, :meth:`next_event` has no
+        event to give, so a loop may read from the transport before asking.
         """
         return len(self._buffer)
 
@@ -226,7 +243,7 @@ class Connection:
             self._eof = True
             return
         if type(data) is not bytes:
-            data = memoryview(data).cast("B")  # count bytes, not items
+            data = _byte_view(data)
         self._check_wanted(len(data))
         self._buffer.write(data)
 
@@ -235,9 +252,12 @@ class Connection:
         :meth:`buffer_updated` with the count of bytes written.
 
         The same contract as :class:`asyncio.BufferedProtocol`. While a body is
-        expected the buffer is large enough to take all of it in one read, so
-        a large body goes from the socket to the event with a single copy.
+        expected the buffer has room for all of it (up to 8 MiB at a time), so
+        a large body is read straight into place and copied once more, into
+        the event's ``bytes``.
         """
+        if type(sizehint) is not int:
+            check_int(sizehint, "sizehint", MAX_UINT64)
         if self._body is None and sizehint <= READ_SIZE:
             return self._buffer.writable(READ_SIZE)
         return self._buffer.writable(max(sizehint, self._bytes_wanted()))
@@ -247,6 +267,8 @@ class Connection:
 
         ``0`` bytes is not end of file; call ``receive_data(b"")`` for that.
         """
+        if type(nbytes) is not int:
+            raise ArgumentTypeError(f"nbytes must be an int, not {type(nbytes).__name__}")
         if nbytes > 0 and self._pending and not self._eof:
             self._buffer.commit(nbytes)
             return
@@ -260,7 +282,7 @@ class Connection:
         if self._body is not None:
             missing = self._body.size + 2 - len(self._buffer)
             if missing > READ_SIZE:
-                return missing
+                return min(missing, _MAX_ADVANCE)
         return READ_SIZE
 
     def _check_wanted(self, nbytes: int) -> None:
@@ -340,7 +362,7 @@ class Connection:
         missing = wanted.size + 2 - len(self._buffer)
         if missing > 0:
             # Room for the whole body now, so it arrives without being moved.
-            self._buffer.reserve(missing)
+            self._buffer.reserve(min(missing, _MAX_ADVANCE))
         return wanted
 
     def _read_body(self, body: BodyWanted) -> e.Event | Literal[NeedData.NEED_DATA]:

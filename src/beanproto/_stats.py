@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import Literal, TypedDict
 
 from ._events import StatValue
+from ._validate import name_error
 from .errors import RemoteProtocolError
 
 __all__ = [
@@ -142,28 +143,28 @@ StatsTube = TypedDict(
 )
 """Tube statistics (``stats-tube``)."""
 
-_Convert = Callable[[bytes, bool], StatValue]
+_Convert = Callable[[bytes], StatValue]
 
 
 def _fail(what: str, raw: bytes) -> RemoteProtocolError:
     return RemoteProtocolError(f"bad YAML in OK reply: {what}: {raw[:80]!r}")
 
 
-def _to_int(raw: bytes, quoted: bool) -> int:
+def _to_int(raw: bytes) -> int:
     digits = raw[1:] if raw[:1] == b"-" else raw
     if not digits.isdigit() or len(digits) > 20:
         raise _fail("expected an integer", raw)
     return int(raw)
 
 
-def _to_float(raw: bytes, quoted: bool) -> float:
+def _to_float(raw: bytes) -> float:
     whole, dot, frac = raw.partition(b".")
     if not whole.isdigit() or (dot and not frac.isdigit()):
         raise _fail("expected a decimal number", raw)
     return float(raw)
 
 
-def _to_bool(raw: bytes, quoted: bool) -> bool:
+def _to_bool(raw: bytes) -> bool:
     if raw == b"true":
         return True
     if raw == b"false":
@@ -171,7 +172,7 @@ def _to_bool(raw: bytes, quoted: bool) -> bool:
     raise _fail("expected true or false", raw)
 
 
-def _to_str(raw: bytes, quoted: bool) -> str:
+def _to_str(raw: bytes) -> str:
     return raw.decode("utf-8", "replace")
 
 
@@ -244,7 +245,7 @@ class _Plan:
         out: dict[str, StatValue] = dict.fromkeys(self.keys, 0)
         out.update(zip(self.int_keys, map(int, self.int_values(values)), strict=True))
         for key, position, convert in self.others:
-            out[key] = convert(values[position], False)
+            out[key] = convert(values[position])
         return out
 
 
@@ -285,11 +286,13 @@ def _parse_dict(body: bytes, schema: _Schema) -> dict[str, StatValue]:
         if not sep or not key:
             raise _fail("expected 'key: value'", line)
         value, quoted = _unquote(raw)
-        kind = schema.types.get(key, str)
-        out[key.decode("ascii", "replace")] = _KINDS[kind][0](value, quoted)
+        name = key.decode("ascii", "replace")
+        if name in out:
+            raise _fail("duplicate key", line)
+        out[name] = _KINDS[schema.types.get(key, str)][0](value)
         escaped = escaped or b"\\" in raw
         shape.append((key, quoted))
-    if not escaped and len(out) == len(shape):
+    if not escaped:
         # Learn this shape, if the fast parser reads this very document the same.
         candidate = _Plan(shape, schema)
         if candidate.parse(body) == out:
@@ -316,8 +319,11 @@ def parse_list(body: bytes) -> list[str]:
     """Parse the YAML of a ``list-tubes`` or ``list-tubes-watched`` reply."""
     out: list[str] = []
     for line in _lines(body):
-        if not line.startswith(b"- ") or len(line) == 2:
+        if not line.startswith(b"- "):
             raise _fail("expected '- name'", line)
         value, _ = _unquote(line[2:])
-        out.append(value.decode("ascii", "replace"))
+        problem = name_error(value)
+        if problem is not None:
+            raise _fail(f"tube name {problem}", line)
+        out.append(value.decode("ascii"))
     return out

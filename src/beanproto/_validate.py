@@ -8,6 +8,9 @@ and … nonnegative").
 
 from __future__ import annotations
 
+import math
+import operator
+
 from .errors import ArgumentError, ArgumentTypeError
 
 #: Characters a name may contain (protocol section "Protocol").
@@ -55,19 +58,42 @@ def check_tube(value: object, field: str = "tube") -> bytes:
 
 
 def check_int(value: object, field: str, maximum: int) -> int:
-    """Validate an integer argument in ``0..maximum``; ``bool`` is refused."""
+    """Validate an integer argument in ``0..maximum`` and return it as an
+    ``int``. Integer-like objects (``operator.index``: numpy integers …) are
+    accepted; ``bool`` and ``float`` are refused."""
     if type(value) is not int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ArgumentTypeError(f"{field} must be an int, not {type(value).__name__}")
-        value = int(value)
+        if isinstance(value, bool):
+            raise ArgumentTypeError(f"{field} must be an int, not bool")
+        try:
+            value = operator.index(value)  # type: ignore[arg-type]
+        except TypeError:
+            raise ArgumentTypeError(
+                f"{field} must be an int, not {type(value).__name__}"
+            ) from None
     if value < 0 or value > maximum:
         raise ArgumentError(f"{field} must be between 0 and {maximum}, got {value}")
     return value
 
 
+def check_seconds(value: object, field: str) -> int:
+    """Validate a duration in whole seconds (``delay``, ``ttr``, ``timeout``).
+
+    The protocol counts whole seconds. A ``float`` (greenstalk accepts one
+    and silently truncates it, so ``timeout=0.5`` meant "do not wait") is
+    rounded *up*, so a duration is never shorter than asked.
+    """
+    if isinstance(value, float):
+        if not math.isfinite(value) or value < 0:
+            raise ArgumentError(
+                f"{field} must be a finite, non-negative number of seconds, got {value}"
+            )
+        value = math.ceil(value)
+    return check_int(value, field, MAX_UINT32)
+
+
 def check_body(value: object) -> bytes | bytearray | memoryview:
     """Validate a job body: any contiguous bytes-like object of bytes."""
-    if type(value) is bytes or isinstance(value, (bytes, bytearray)):
+    if isinstance(value, (bytes, bytearray)):
         return value
     if isinstance(value, memoryview):
         if not value.c_contiguous:

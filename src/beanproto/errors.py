@@ -96,6 +96,10 @@ class UnknownResponseError(RemoteProtocolError):
         self.status: bytes = status
         self.values: list[bytes] = values
         super().__init__(message or f"unknown response {status!r} {values!r}")
+        self._message = message
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.status, self.values, self._message))
 
 
 class ConnectionClosedError(RemoteProtocolError, ConnectionError):
@@ -132,6 +136,13 @@ class BuriedError(BeanstalkdError):
             id = int(values[0])
         self.id: int | None = id
         super().__init__(f"job {id} was buried" if id is not None else "job was buried")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_make_buried, (self.id,))
+
+
+def _make_buried(id: int | None) -> BuriedError:
+    return BuriedError(id=id)
 
 
 class DeadlineSoonError(BeanstalkdError):
@@ -196,6 +207,10 @@ class JobDecodeError(Error, UnicodeDecodeError):
         )
         self.id: int = id
         self.body: bytes = body
+
+    def __reduce__(self) -> tuple[object, ...]:
+        cause = UnicodeDecodeError(self.encoding, self.object, self.start, self.end, self.reason)
+        return (type(self), (cause, self.id, self.body))
 
     def __str__(self) -> str:
         return f"job {self.id}: {UnicodeDecodeError.__str__(self)}"

@@ -162,6 +162,8 @@ class Client(Generic[TBody]):
         self._unusable: str | None = "the client never connected"
         self._conn = bp.Connection()
         self._sock, self._address = _connect(address)
+        # Vectored writes need a plain socket (not ssl.SSLSocket, not Windows).
+        self._vectored = type(self._sock) is socket.socket and hasattr(self._sock, "sendmsg")
         self._unusable = None
         if setup:
             try:
@@ -191,7 +193,7 @@ class Client(Generic[TBody]):
             if conn.buffered:
                 # Bytes nobody asked for: the core raises RemoteProtocolError.
                 conn.next_event()
-            if type(command) is bp.Put and len(command.body) >= _VECTORED_BODY:
+            if type(command) is bp.Put and self._vectored and len(command.body) >= _VECTORED_BODY:
                 _sendmsg_all(self._sock, conn.send_parts(command))
             else:
                 self._sock.sendall(conn.send(command))
