@@ -75,8 +75,11 @@ def inspect(address: Any) -> None:
         log("operator", f"job {buried.id} is {stats['state']}, kicked {stats['kicks']} time(s)")
         client.delete(buried.id)
         tube = client.stats_tube(TUBE)
-        log("operator", f"tube {TUBE!r}: {tube['total-jobs']} jobs in total, "
-            f"{tube['current-jobs-ready']} ready now")
+        log(
+            "operator",
+            f"tube {TUBE!r}: {tube['total-jobs']} jobs in total, "
+            f"{tube['current-jobs-ready']} ready now",
+        )
 
 
 def pipelined_core(address: Any) -> None:
@@ -100,8 +103,11 @@ def pipelined_core(address: Any) -> None:
             if isinstance(event, beanproto.Ok):
                 stats = event.data
                 assert isinstance(stats, dict)
-                log("core", f"server {stats['version']}, {stats['total-jobs']} jobs so far, "
-                    f"draining={stats['draining']}")
+                log(
+                    "core",
+                    f"server {stats['version']}, {stats['total-jobs']} jobs so far, "
+                    f"draining={stats['draining']}",
+                )
             if isinstance(event, beanproto.Inserted):
                 cleanup = event.id
         sock.sendall(conn.send(beanproto.Delete(id=cleanup)))

@@ -123,11 +123,7 @@ def encode(
     sizes = sizes or []
     assert len(sizes) <= 15 and all(1 <= size <= 64 for size in sizes)
     header = len(commands) | quit << 3 | buffered << 4 | eof << 5 | limits << 6
-    return (
-        bytes([header, *commands, len(sizes)])
-        + bytes(size - 1 for size in sizes)
-        + payload
-    )
+    return bytes([header, *commands, len(sizes)]) + bytes(size - 1 for size in sizes) + payload
 
 
 def _check_event(event: bp.Event, owed: list[bp.Command], max_body_size: int) -> None:

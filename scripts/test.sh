@@ -8,6 +8,7 @@ export PYTHONDONTWRITEBYTECODE=1
 
 echo "==> ruff"
 .venv/bin/python -m ruff check .
+.venv/bin/python -m ruff format --check . >/dev/null
 echo "==> mypy --strict"
 .venv/bin/python -m mypy
 echo "==> benchmark smoke run (bench/bench_sync.py --quick)"

@@ -257,9 +257,7 @@ class CommandSyntaxError(Exception):
     """The bytes are not a well-formed beanstalk command."""
 
 
-_NAME_CHARS = frozenset(
-    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-+/;.$_()"
-)
+_NAME_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-+/;.$_()")
 
 # verb -> (class, argument kinds in order). "name" is a tube name, "u32" and
 # "u64" are decimal integers. put's fields are handled separately.

@@ -376,9 +376,7 @@ def test_integers_of_wrong_type_are_refused(
 @pytest.mark.parametrize(
     ("name", "make"), [(n, m) for n, m in U32_FIELDS if n in SECONDS], ids=sorted(SECONDS)
 )
-def test_durations_take_floats_rounded_up(
-    name: str, make: Callable[[object], bp.Command]
-) -> None:
+def test_durations_take_floats_rounded_up(name: str, make: Callable[[object], bp.Command]) -> None:
     # greenstalk formats with %d, so timeout=0.5 became "do not wait at all".
     for given, sent in [(0.0, 0), (0.5, 1), (1.0, 1), (2.25, 3)]:
         wire = bp.Connection().send(make(given))
@@ -399,8 +397,11 @@ def test_integer_like_values_are_accepted_as_int(
 
     command = make(IntLike())
     assert b" 7" in bp.Connection().send(command)
-    assert 7 in [getattr(command, f) for f in ("priority", "delay", "ttr", "timeout",
-                                               "bound", "id") if hasattr(command, f)]
+    assert 7 in [
+        getattr(command, f)
+        for f in ("priority", "delay", "ttr", "timeout", "bound", "id")
+        if hasattr(command, f)
+    ]
 
 
 # -- argument validation: bodies ---------------------------------------------------

@@ -102,9 +102,7 @@ def test_harness_on_reply_like_bytes(head: bytes, body: bytes) -> None:
 # -- the atheris driver ------------------------------------------------------------
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("atheris") is None, reason="atheris is not installed"
-)
+@pytest.mark.skipif(importlib.util.find_spec("atheris") is None, reason="atheris is not installed")
 def test_atheris_short_run(tmp_path: Path) -> None:
     corpus = tmp_path / "corpus"
     assert harness.write_seeds(corpus) == len(harness.seeds())

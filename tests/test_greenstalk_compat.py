@@ -224,7 +224,7 @@ def test_buried_error_id() -> None:
 
 # -- (d) a greenstalk script, run with both modules -----------------------------
 
-SCRIPT = '''
+SCRIPT = """
 import json
 import sys
 
@@ -357,7 +357,7 @@ with greenstalk.Client(address, watch=["default", "emails"]) as client:
     except greenstalk.NotIgnoredError:
         show("not ignored")
     show("end", client.stats()["current-jobs-ready"])
-'''
+"""
 
 IMPORTS = {
     "greenstalk": "import greenstalk",

@@ -225,9 +225,7 @@ def _connection(sent: list[bp.Command]) -> bp.Connection:
 
 @settings(max_examples=200, deadline=None)
 @given(script=scripts(), data=st.data())
-def test_any_split_gives_the_same_events(
-    script: Script, data: st.DataObject
-) -> None:
+def test_any_split_gives_the_same_events(script: Script, data: st.DataObject) -> None:
     sent, stream, expected = script
     whole = feed_and_collect(_connection(sent), stream)
     assert whole == expected
@@ -241,9 +239,7 @@ def test_any_split_gives_the_same_events(
 
 @settings(max_examples=60, deadline=None)
 @given(script=scripts(max_commands=4), via=st.sampled_from(["receive_data", "buffer"]))
-def test_one_byte_at_a_time_gives_the_same_events(
-    script: Script, via: Via
-) -> None:
+def test_one_byte_at_a_time_gives_the_same_events(script: Script, via: Via) -> None:
     sent, stream, expected = script
     conn = _connection(sent)
     assert feed_pieces(conn, bytewise(stream), via=via) == expected
@@ -358,9 +354,7 @@ TOKENS = [
 
 garbage = st.one_of(
     st.binary(max_size=200),
-    st.lists(st.one_of(st.sampled_from(TOKENS), st.binary(max_size=4)), max_size=40).map(
-        b"".join
-    ),
+    st.lists(st.one_of(st.sampled_from(TOKENS), st.binary(max_size=4)), max_size=40).map(b"".join),
 )
 
 STATS_WITH_NON_ASCII_KEY = ok_reply(b"---\n\xff: 1\n")

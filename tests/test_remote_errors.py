@@ -89,8 +89,7 @@ CLOSED = bp.ConnectionClosedError
 
 def _lines(command: bp.Command, *lines: bytes) -> list[Bad]:
     return [
-        Bad(f"{command.verb.decode()}:{line[:30]!r}", (command,), line + b"\r\n")
-        for line in lines
+        Bad(f"{command.verb.decode()}:{line[:30]!r}", (command,), line + b"\r\n") for line in lines
     ]
 
 
@@ -276,8 +275,12 @@ CASES: list[Bad] = [
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
 @pytest.mark.parametrize(
     ("split", "via"),
-    [("whole", "receive_data"), ("bytewise", "receive_data"), ("whole", "buffer"),
-     ("bytewise", "buffer")],
+    [
+        ("whole", "receive_data"),
+        ("bytewise", "receive_data"),
+        ("whole", "buffer"),
+        ("bytewise", "buffer"),
+    ],
     ids=["whole", "bytewise", "buffer", "buffer-bytewise"],
 )
 def test_server_breaks_protocol(case: Bad, split: str, via: Via) -> None:

@@ -71,7 +71,7 @@ STATS_TUBE_DATA: dict[str, bp.StatValue] = {
     "pause-time-left": 0,
 }
 STATS_DOC = (
-    b"---\ncurrent-jobs-urgent: 0\ncmd-put: 12\npid: 99\nversion: \"1.12\"\n"
+    b'---\ncurrent-jobs-urgent: 0\ncmd-put: 12\npid: 99\nversion: "1.12"\n'
     b"rusage-utime: 0.012000\nrusage-stime: 1.500000\ndraining: false\n"
     b"id: 0123456789abcdef\nhostname: host\n"
 )

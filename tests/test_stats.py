@@ -392,7 +392,7 @@ def test_quoted_strings_are_unescaped() -> None:
 
 
 def test_utf8_values_are_decoded() -> None:
-    data = ok_data(bp.Stats(), "---\nhostname: héllo\nos: \"日本\"\n".encode())
+    data = ok_data(bp.Stats(), '---\nhostname: héllo\nos: "日本"\n'.encode())
     assert data == {"hostname": "héllo", "os": "日本"}
 
 
@@ -484,9 +484,9 @@ _STR_KEYS = ["version", "hostname", "os", "platform", "id"]
 _FLOAT_KEYS = ["rusage-utime", "rusage-stime"]
 _UNKNOWN_KEYS = ["new-counter", "zz-extra"]
 
-_plain_text = st.text(
-    alphabet=st.sampled_from("abcXYZ019 .:-#@_/é日"), max_size=12
-).filter(lambda s: not (s.startswith('"') and s.endswith('"')))
+_plain_text = st.text(alphabet=st.sampled_from("abcXYZ019 .:-#@_/é日"), max_size=12).filter(
+    lambda s: not (s.startswith('"') and s.endswith('"'))
+)
 _any_text = st.text(alphabet=st.sampled_from('ab1 "\\:é'), max_size=10)
 
 

@@ -19,6 +19,7 @@ from conftest import ClientFactory, new_tube
 
 pytestmark = pytest.mark.integration
 
+
 def wait_until(check: Callable[[], bool], what: str, deadline: float = 5.0) -> None:
     """Poll ``check`` (a query to the server) until it holds, for at most
     ``deadline`` seconds. No sleeping: every poll is a round trip."""
@@ -378,8 +379,20 @@ def test_stats_job_is_typed(client: Client[str], tube: str) -> None:
     stats = client.stats_job(jid)
     assert stats["state"] == "ready"
     assert stats["tube"] == tube
-    for key in ("id", "pri", "age", "delay", "ttr", "time-left", "file", "reserves",
-                "timeouts", "releases", "buries", "kicks"):
+    for key in (
+        "id",
+        "pri",
+        "age",
+        "delay",
+        "ttr",
+        "time-left",
+        "file",
+        "reserves",
+        "timeouts",
+        "releases",
+        "buries",
+        "kicks",
+    ):
         assert type(stats[key]) is int, key
     assert client.stats_job(client.reserve())["state"] == "reserved"
 
@@ -403,8 +416,14 @@ def test_stats_tube_is_typed(client: Client[str], tube: str) -> None:
     assert stats["current-using"] == 1
     assert stats["current-watching"] == 1
     assert stats["pause"] == 0
-    for key in ("current-jobs-reserved", "current-jobs-buried", "current-waiting",
-                "cmd-delete", "cmd-pause-tube", "pause-time-left"):
+    for key in (
+        "current-jobs-reserved",
+        "current-jobs-buried",
+        "current-waiting",
+        "cmd-delete",
+        "cmd-pause-tube",
+        "pause-time-left",
+    ):
         assert type(stats[key]) is int, key
 
 
@@ -571,9 +590,7 @@ def test_utf8_body_is_encoded(client: Client[str], raw_client: Client[bytes]) ->
     assert client.reserve().body == "snow \u2603"
 
 
-def test_undecodable_body_keeps_id_and_body(
-    client: Client[str], raw_client: Client[bytes]
-) -> None:
+def test_undecodable_body_keeps_id_and_body(client: Client[str], raw_client: Client[bytes]) -> None:
     jid = raw_client.put(b"bad \xff\xfe utf-8")
     with pytest.raises(UnicodeDecodeError) as caught:
         client.reserve(timeout=0)

@@ -408,8 +408,11 @@ class TestScriptedReplies:
             (lambda c: c.stats(), b"OUT_OF_MEMORY\r\n", beanproto_sync.OutOfMemoryError),
             (lambda c: c.reserve(), b"INTERNAL_ERROR\r\n", beanproto_sync.InternalError),
             (lambda c: c.delete(1), b"BAD_FORMAT\r\n", beanproto_sync.BadFormatError),
-            (lambda c: c.reserve_job(1), b"UNKNOWN_COMMAND\r\n",
-             beanproto_sync.UnknownCommandError),
+            (
+                lambda c: c.reserve_job(1),
+                b"UNKNOWN_COMMAND\r\n",
+                beanproto_sync.UnknownCommandError,
+            ),
             (lambda c: c.watch("a"), b"OUT_OF_MEMORY\r\n", beanproto_sync.OutOfMemoryError),
             (lambda c: c.tubes(), b"INTERNAL_ERROR\r\n", beanproto_sync.InternalError),
         ],
@@ -504,8 +507,15 @@ class TestScriptedReplies:
             (lambda c: c.reserve(), b"RESERVED 1 3\r\nabc"),
             (lambda c: c.stats(), b"OK 100\r\n---\n"),
         ],
-        ids=["nothing", "half-status", "no-crlf", "half-crlf", "half-body", "no-body-crlf",
-             "half-yaml"],
+        ids=[
+            "nothing",
+            "half-status",
+            "no-crlf",
+            "half-crlf",
+            "half-body",
+            "no-body-crlf",
+            "half-yaml",
+        ],
     )
     def test_truncated_reply_is_a_connection_error(
         self, peer: ScriptedPeer, call: Callable[[Client[Any]], object], reply: bytes
@@ -553,7 +563,10 @@ class TestScriptedReplies:
         assert stats == {"name": "123", "pause": 4}
         peer.reply(ok(b'---\nversion: "1.13"\ndraining: true\nrusage-utime: 0.5\npid: 7\n'))
         assert client.stats() == {
-            "version": "1.13", "draining": True, "rusage-utime": 0.5, "pid": 7
+            "version": "1.13",
+            "draining": True,
+            "rusage-utime": 0.5,
+            "pid": 7,
         }
         assert peer.sent() == (
             b"use foo\r\nwatch bar\r\nkick 10\r\nkick-job 4\r\ntouch 1\r\n"
@@ -561,9 +574,7 @@ class TestScriptedReplies:
             b"stats-tube 123\r\nstats\r\n"
         )
 
-    def test_bytes_read_ahead_of_a_command_are_a_protocol_error(
-        self, peer: ScriptedPeer
-    ) -> None:
+    def test_bytes_read_ahead_of_a_command_are_a_protocol_error(self, peer: ScriptedPeer) -> None:
         # Two replies where one was owed: the second arrived unasked.
         peer.reply(b"TOUCHED\r\nDELETED\r\n")
         peer.client.touch(1)

@@ -52,7 +52,6 @@ DEFAULT_DELAY = 0
 DEFAULT_TTR = 60
 
 
-
 class Command:
     """Base class of every command.
 

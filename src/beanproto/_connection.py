@@ -287,9 +287,7 @@ class Connection:
 
     def _check_wanted(self, nbytes: int) -> None:
         if not self._pending and self._state is not State.ERROR:
-            self._fail(
-                RemoteProtocolError(f"server sent {nbytes} bytes when no reply was owed")
-            )
+            self._fail(RemoteProtocolError(f"server sent {nbytes} bytes when no reply was owed"))
 
     def next_event(self) -> e.Event | Literal[NeedData.NEED_DATA]:
         """Return the next complete event, or :data:`NEED_DATA`.

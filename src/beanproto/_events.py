@@ -44,7 +44,6 @@ __all__ = [
 StatValue = Union[int, float, bool, str]  # noqa: UP007 (a runtime alias)
 
 
-
 class Event:
     """Base class of every event.
 

@@ -154,9 +154,7 @@ REPLIES: dict[type[c.Command], dict[bytes, Reader]] = {
     ),
     c.ReserveJob: _table(_RESERVED, _NOT_FOUND),
     c.Delete: _table({b"DELETED": _bare(e.Deleted)}, _NOT_FOUND),
-    c.Release: _table(
-        {b"RELEASED": _bare(e.Released), b"BURIED": _bare(e.Buried)}, _NOT_FOUND
-    ),
+    c.Release: _table({b"RELEASED": _bare(e.Released), b"BURIED": _bare(e.Buried)}, _NOT_FOUND),
     c.Bury: _table({b"BURIED": _bare(e.Buried)}, _NOT_FOUND),
     c.Touch: _table({b"TOUCHED": _bare(e.Touched)}, _NOT_FOUND),
     c.Watch: _table(_WATCHING),

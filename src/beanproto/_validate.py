@@ -14,9 +14,7 @@ import operator
 from .errors import ArgumentError, ArgumentTypeError
 
 #: Characters a name may contain (protocol section "Protocol").
-NAME_CHARS = frozenset(
-    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-+/;.$_()"
-)
+NAME_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-+/;.$_()")
 _NAME_DELETE = bytes(NAME_CHARS)
 
 #: The server refuses tube names longer than this (protocol section "use").
@@ -67,9 +65,7 @@ def check_int(value: object, field: str, maximum: int) -> int:
         try:
             value = operator.index(value)  # type: ignore[arg-type]
         except TypeError:
-            raise ArgumentTypeError(
-                f"{field} must be an int, not {type(value).__name__}"
-            ) from None
+            raise ArgumentTypeError(f"{field} must be an int, not {type(value).__name__}") from None
     if value < 0 or value > maximum:
         raise ArgumentError(f"{field} must be between 0 and {maximum}, got {value}")
     return value
