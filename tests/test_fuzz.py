@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import harness  # fuzz/ is on the path (pytest pythonpath, mypy_path)
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,9 +16,6 @@ from hypothesis import strategies as st
 import beanproto as bp
 
 FUZZ_DIR = Path(__file__).resolve().parent.parent / "fuzz"
-sys.path.insert(0, str(FUZZ_DIR))
-
-import harness  # noqa: E402
 
 # -- the harness itself ------------------------------------------------------------
 
