@@ -159,7 +159,7 @@ def shape(func: Any) -> list[tuple[str, Any, Any]]:
 def test_method_list_is_complete() -> None:
     assert "put" in client_methods()
     assert len(client_methods()) == 28
-    mine = {n for n in vars(beanproto_sync.Client) if not n.startswith("_")}
+    mine = {n for n in dir(beanproto_sync.Client) if not n.startswith("_")}
     assert set(client_methods()) - set(DUNDERS) <= mine
 
 

@@ -45,6 +45,7 @@ __all__ = [
     "decode_body",
     "setup_commands",
     "connection_lost",
+    "watch_list",
 ]
 
 DEFAULT_TUBE = "default"
@@ -143,6 +144,11 @@ def connection_lost(why: str) -> ConnectionError:
     raises this plain one.
     """
     return ConnectionError(f"connection unusable: {why}")
+
+
+def watch_list(watch: str | Iterable[str]) -> list[str]:
+    """The tubes a connection set up with ``watch`` ends up watching."""
+    return [watch] if isinstance(watch, str) else list(dict.fromkeys(watch))
 
 
 def setup_commands(use: str, watch: str | Iterable[str]) -> list[c.Command]:

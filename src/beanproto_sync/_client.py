@@ -2,7 +2,8 @@
 
 All the client does is move bytes between a socket and a
 :class:`beanproto.Connection` and turn the events it gets back into return
-values and exceptions (with :mod:`beanproto._clientlib`). It parses nothing.
+values and exceptions. It parses nothing; its methods are generated from the
+async clients' (``_api.py``), so only the byte moving lives here.
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterable
-from typing import Any, Generic, TypeVar, Union, cast, overload
+from typing import Any, Union, overload
 
 import beanproto as bp
 from beanproto import _clientlib as lib
-from beanproto._commands import make_put, make_with_id
-from beanproto._stats import Stats, StatsJob, StatsTube
+from beanproto._job import Job, JobOrID, TBody
+
+from ._api import SyncAPI
 
 __all__ = [
     "Address",
@@ -41,41 +43,10 @@ Address = Union[tuple[str, int], str]  # noqa: UP007 (runtime alias, as greensta
 ConnectionTarget = Union[Address, socket.socket]  # noqa: UP007 (runtime alias, as greenstalk)
 """An address, or a socket already connected to beanstalkd."""
 
-TBody = TypeVar("TBody", str, bytes)
-
-# Commands without arguments are frozen, so one instance serves every call.
-_RESERVE = bp.Reserve()
-_STATS = bp.Stats()
 
 #: Bodies at least this large are written with ``sendmsg`` from the caller's
 #: own buffer instead of being joined to the command line first.
 _VECTORED_BODY = 32 * 1024
-
-
-class Job(Generic[TBody]):
-    """A job returned from the server.
-
-    Attributes:
-        id: the server's identifier for the job.
-        body: the job's content: ``str`` when the client has an encoding,
-            ``bytes`` when it was created with ``encoding=None``.
-    """
-
-    def __init__(self, id: int, body: TBody) -> None:
-        self.id: int = id
-        self.body: TBody = body
-
-    def __repr__(self) -> str:
-        return f"beanproto_sync.Job(id={self.id!r}, body={self.body!r})"
-
-
-JobOrID = Union[Job[TBody], int]  # noqa: UP007 (runtime alias, as greenstalk)
-
-
-def _to_id(job: object) -> int:
-    if type(job) is int:
-        return job
-    return job.id if isinstance(job, Job) else cast(int, job)
 
 
 def _connect(address: ConnectionTarget) -> tuple[socket.socket, Any]:
@@ -112,7 +83,7 @@ def _sendmsg_all(sock: socket.socket, parts: list[bytes | bytearray | memoryview
             views.pop(0)
 
 
-class Client(Generic[TBody]):
+class Client(SyncAPI[TBody]):
     """A blocking beanstalkd client, a drop-in for ``greenstalk.Client``.
 
     Connecting happens at construction; ``use`` and ``watch`` are applied
@@ -158,6 +129,8 @@ class Client(Generic[TBody]):
     ) -> None:
         setup = lib.setup_commands(use, watch)
         self.encoding = encoding
+        self._use = use
+        self._watch = lib.watch_list(watch)
         #: Why the client cannot be used any more (closed, or lost), or None.
         self._unusable: str | None = "the client never connected"
         self._conn = bp.Connection()
@@ -219,13 +192,6 @@ class Client(Generic[TBody]):
             event = conn.next_event()
         return event
 
-    def _job(self, command: bp.Command, success: type[bp.Reserved] | type[bp.Found]) -> Job[TBody]:
-        event = self._request(command)
-        if type(event) is not success:
-            raise lib.error_for(command, event)
-        body = lib.decode_body(event.id, event.body, self.encoding)
-        return Job(event.id, cast(TBody, body))
-
     # -- context management -----------------------------------------------------
 
     def __enter__(self) -> Client[TBody]:
@@ -251,177 +217,3 @@ class Client(Generic[TBody]):
             return f"beanproto_sync.Client(socket={self._address!r})"
         host, port = self._address[:2]
         return f"beanproto_sync.Client(host={host!r}, port={port!r})"
-
-    # -- producer ------------------------------------------------------------------
-
-    def put(
-        self,
-        body: TBody,
-        priority: int = DEFAULT_PRIORITY,
-        delay: int = DEFAULT_DELAY,
-        ttr: int = DEFAULT_TTR,
-    ) -> int:
-        """Insert a job into the used tube and return its id.
-
-        Args:
-            body: the job's content; ``str`` is encoded with the client's encoding.
-            priority: 0 (most urgent) to 4,294,967,295.
-            delay: seconds to wait before the job becomes ready.
-            ttr: seconds a worker may hold the job reserved.
-
-        Raises:
-            ArgumentError, ArgumentTypeError: a bad argument (nothing is sent).
-            BuriedError: the server ran out of memory and buried the job.
-            JobTooBigError: the body exceeds the server's ``max-job-size``.
-            DrainingError: the server is in drain mode.
-        """
-        if type(body) is str and self.encoding is not None:
-            raw: object = body.encode(self.encoding)
-        else:
-            raw = lib.encode_body(body, self.encoding)
-        command = make_put(raw, priority, delay, ttr)
-        event = self._request(command)
-        if type(event) is bp.Inserted:
-            return event.id
-        raise lib.error_for(command, event)
-
-    def use(self, tube: str) -> None:
-        """Put later jobs into ``tube``."""
-        command = bp.Use(tube=tube)
-        lib.expect(command, self._request(command), bp.Using)
-
-    # -- worker ----------------------------------------------------------------------
-
-    def reserve(self, timeout: int | None = None) -> Job[TBody]:
-        """Reserve a job from a watched tube; wait for one if none is ready.
-
-        Args:
-            timeout: seconds to wait at most; ``None`` waits for ever.
-
-        Raises:
-            TimedOutError: no job within ``timeout``.
-            DeadlineSoonError: a job this client holds is about to time out.
-            JobDecodeError: the body does not decode; it carries ``id`` and
-                ``body`` so the job can still be buried or deleted.
-        """
-        command: bp.Command = (
-            _RESERVE if timeout is None else bp.ReserveWithTimeout(timeout=timeout)
-        )
-        return self._job(command, bp.Reserved)
-
-    def reserve_job(self, id: int) -> Job[TBody]:
-        """Reserve the job ``id`` (beanstalkd 1.12+).
-
-        Raises:
-            NotFoundError: no such job, or it is already reserved.
-        """
-        return self._job(make_with_id(bp.ReserveJob, id), bp.Reserved)
-
-    def delete(self, job: JobOrID[TBody]) -> None:
-        """Delete a job, given as a :class:`Job` or an id."""
-        command = make_with_id(bp.Delete, _to_id(job))
-        lib.expect(command, self._request(command), bp.Deleted)
-
-    def release(
-        self,
-        job: JobOrID[TBody],
-        priority: int = DEFAULT_PRIORITY,
-        delay: int = DEFAULT_DELAY,
-    ) -> None:
-        """Give a reserved job back to the ready (or, with ``delay``, delayed) queue.
-
-        Raises:
-            NotFoundError: the job is not reserved by this client.
-            BuriedError: the server ran out of memory and buried the job.
-        """
-        command = bp.Release(id=_to_id(job), priority=priority, delay=delay)
-        lib.expect(command, self._request(command), bp.Released)
-
-    def bury(self, job: JobOrID[TBody], priority: int = DEFAULT_PRIORITY) -> None:
-        """Bury a reserved job: it stays aside until kicked."""
-        command = bp.Bury(id=_to_id(job), priority=priority)
-        lib.expect(command, self._request(command), bp.Buried)
-
-    def touch(self, job: JobOrID[TBody]) -> None:
-        """Restart the TTR of a reserved job."""
-        command = make_with_id(bp.Touch, _to_id(job))
-        lib.expect(command, self._request(command), bp.Touched)
-
-    def watch(self, tube: str) -> int:
-        """Add ``tube`` to the watch list; return how many tubes are watched."""
-        command = bp.Watch(tube=tube)
-        return lib.expect(command, self._request(command), bp.Watching).count
-
-    def ignore(self, tube: str) -> int:
-        """Remove ``tube`` from the watch list; return how many are left.
-
-        Raises:
-            NotIgnoredError: ``tube`` is the only one watched.
-        """
-        command = bp.Ignore(tube=tube)
-        return lib.expect(command, self._request(command), bp.Watching).count
-
-    # -- other commands ---------------------------------------------------------------
-
-    def peek(self, id: int) -> Job[TBody]:
-        """Return the job ``id`` without reserving it."""
-        return self._job(make_with_id(bp.Peek, id), bp.Found)
-
-    def peek_ready(self) -> Job[TBody]:
-        """Return the next ready job in the used tube."""
-        return self._job(bp.PeekReady(), bp.Found)
-
-    def peek_delayed(self) -> Job[TBody]:
-        """Return the delayed job with the least delay left in the used tube."""
-        return self._job(bp.PeekDelayed(), bp.Found)
-
-    def peek_buried(self) -> Job[TBody]:
-        """Return the oldest buried job in the used tube."""
-        return self._job(bp.PeekBuried(), bp.Found)
-
-    def kick(self, bound: int) -> int:
-        """Move up to ``bound`` buried jobs (or, if none, delayed jobs) of the
-        used tube to the ready queue; return how many moved."""
-        command = bp.Kick(bound=bound)
-        count = lib.expect(command, self._request(command), bp.Kicked).count
-        return cast(int, count)
-
-    def kick_job(self, job: JobOrID[TBody]) -> None:
-        """Move one buried or delayed job to the ready queue."""
-        command = make_with_id(bp.KickJob, _to_id(job))
-        lib.expect(command, self._request(command), bp.Kicked)
-
-    def stats_job(self, job: JobOrID[TBody]) -> StatsJob:
-        """Return a job's statistics, typed per key."""
-        command = make_with_id(bp.StatsJob, _to_id(job))
-        return cast(StatsJob, lib.expect(command, self._request(command), bp.Ok).data)
-
-    def stats_tube(self, tube: str) -> StatsTube:
-        """Return a tube's statistics, typed per key."""
-        command = bp.StatsTube(tube=tube)
-        return cast(StatsTube, lib.expect(command, self._request(command), bp.Ok).data)
-
-    def stats(self) -> Stats:
-        """Return the server's statistics, typed per key."""
-        command = _STATS
-        return cast(Stats, lib.expect(command, self._request(command), bp.Ok).data)
-
-    def tubes(self) -> list[str]:
-        """Return the names of every existing tube."""
-        command = bp.ListTubes()
-        return cast("list[str]", lib.expect(command, self._request(command), bp.Ok).data)
-
-    def using(self) -> str:
-        """Return the tube ``put`` inserts into."""
-        command = bp.ListTubeUsed()
-        return lib.expect(command, self._request(command), bp.Using).tube
-
-    def watching(self) -> list[str]:
-        """Return the tubes ``reserve`` takes from."""
-        command = bp.ListTubesWatched()
-        return cast("list[str]", lib.expect(command, self._request(command), bp.Ok).data)
-
-    def pause_tube(self, tube: str, delay: int) -> None:
-        """Hold back reserves from ``tube`` for ``delay`` seconds."""
-        command = bp.PauseTube(tube=tube, delay=delay)
-        lib.expect(command, self._request(command), bp.Paused)

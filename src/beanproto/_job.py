@@ -1,0 +1,36 @@
+"""The job object the clients return."""
+
+from __future__ import annotations
+
+from typing import Generic, TypeVar, Union, cast
+
+__all__ = ["Job", "JobOrID", "TBody", "to_id"]
+
+TBody = TypeVar("TBody", str, bytes)
+
+
+class Job(Generic[TBody]):
+    """A job returned from the server.
+
+    Attributes:
+        id: the server's identifier for the job.
+        body: the job's content: ``str`` when the client has an encoding,
+            ``bytes`` when it was created with ``encoding=None``.
+    """
+
+    def __init__(self, id: int, body: TBody) -> None:
+        self.id: int = id
+        self.body: TBody = body
+
+    def __repr__(self) -> str:
+        return f"beanproto_sync.Job(id={self.id!r}, body={self.body!r})"
+
+
+JobOrID = Union[Job[TBody], int]  # noqa: UP007 (runtime alias, as greenstalk)
+
+
+def to_id(job: object) -> int:
+    """The id of a :class:`Job`, or the id itself."""
+    if type(job) is int:
+        return job
+    return job.id if isinstance(job, Job) else cast(int, job)
