@@ -46,6 +46,9 @@ __all__ = [
     "setup_commands",
     "connection_lost",
     "watch_list",
+    "RESERVING",
+    "abandon_needs_reset",
+    "check_setup",
 ]
 
 DEFAULT_TUBE = "default"
@@ -144,6 +147,32 @@ def connection_lost(why: str) -> ConnectionError:
     raises this plain one.
     """
     return ConnectionError(f"connection unusable: {why}")
+
+
+#: Commands after which the server may hold a job reserved for this
+#: connection. When such a call is abandoned (cancelled) the connection is
+#: closed, which makes beanstalkd put the job back in the ready queue at once.
+RESERVING: frozenset[type[c.Command]] = frozenset({c.Reserve, c.ReserveWithTimeout, c.ReserveJob})
+
+
+def abandon_needs_reset(command: c.Command, event: e.Event | None) -> bool:
+    """Whether a call given up before its caller saw ``event`` (``None``: not
+    yet arrived) leaves the connection in a state only closing it repairs.
+
+    A reserve waiting on the server blocks every later command on its
+    connection, and one that got its job holds it until its TTR: closing the
+    connection ends the wait and releases the job at once. Other replies can
+    simply be dropped when they arrive.
+    """
+    if type(command) not in RESERVING:
+        return False
+    return event is None or type(event) is e.Reserved
+
+
+def check_setup(commands: list[c.Command], events: list[e.Event]) -> None:
+    """Raise what the replies to :func:`setup_commands` mean, if not success."""
+    for command, event in zip(commands, events, strict=True):
+        expect(command, event, e.Using if type(command) is c.Use else e.Watching)
 
 
 def watch_list(watch: str | Iterable[str]) -> list[str]:

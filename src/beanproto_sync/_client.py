@@ -153,8 +153,7 @@ class Client(SyncAPI[TBody]):
         except BaseException as exc:
             self._abandon(exc)
             raise
-        for command, event in zip(commands, events, strict=True):
-            lib.expect(command, event, bp.Watching if type(command) is not bp.Use else bp.Using)
+        lib.check_setup(commands, events)
 
     # -- the loop: the only place bytes move ---------------------------------
 

@@ -1,0 +1,20 @@
+"""beanproto_asyncio: an asyncio beanstalkd client with the blocking client's API.
+
+::
+
+    async with beanproto_asyncio.Client(("127.0.0.1", 11300), use="emails") as client:
+        job_id = await client.put("hello")
+
+Every method of ``beanproto_sync.Client`` is here as a coroutine with the same
+arguments, defaults, return values and exceptions. Tasks may share one client:
+their commands are pipelined on its connection and each gets its own reply.
+A cancelled call never leaves a stale reply behind (see the module
+``beanproto_asyncio._client`` for exactly what cancellation does).
+"""
+
+from beanproto._public import *  # noqa: F403
+from beanproto._public import __all__ as _common
+
+from ._client import Client
+
+__all__ = ["Client", *_common]

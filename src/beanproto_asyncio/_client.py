@@ -1,0 +1,306 @@
+"""The asyncio client: greenstalk's API as coroutines, on the beanproto core.
+
+How bytes move
+--------------
+The connection is an :class:`asyncio.BufferedProtocol` whose ``get_buffer``
+and ``buffer_updated`` are the core's own: the event loop reads straight into
+the core's receive buffer, with no stream and no copy in between. Each call
+writes its command with one synchronous ``transport.write`` (so the bytes of
+concurrent calls never interleave) and waits on a future; as replies arrive
+the protocol hands each event to the oldest waiting future. Replies come
+back in the order the commands went out, so several tasks' commands are
+pipelined on the one connection and every task gets its own reply. There is
+no background task.
+
+Cancellation
+------------
+A call cancelled while its reply is outstanding (``asyncio.wait_for``,
+``asyncio.timeout``, ``task.cancel()``) leaves its future cancelled; the reply
+is dropped when it arrives, so the next call still gets its own. The command
+may or may not have taken effect (a cancelled ``put`` may have inserted its
+job). A cancelled ``reserve`` (or ``reserve_job``) closes the connection:
+beanstalkd cannot abort a reserve that waits, and closing makes it put back
+*at once* every job the connection held reserved — the cancelled call's job,
+and any other job this client had reserved and not yet finished. Other calls
+waiting on that connection fail with :class:`ConnectionError` (their commands
+may or may not have run); the next call connects again and restores the
+``use`` and ``watch`` tubes.
+
+A ``reserve()`` that waits on the server holds up every command sent after it
+on the same connection: beanstalkd serves one connection's commands one at a
+time. Give each consumer task its own client, or use ``reserve(timeout=...)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections import deque
+from collections.abc import Iterable
+from types import TracebackType
+from typing import Any, cast, overload
+
+import beanproto as bp
+from beanproto import _clientlib as lib
+from beanproto._async_api import AsyncAPI
+from beanproto._job import TBody
+
+__all__ = ["Client"]
+
+DEFAULT_TUBE = lib.DEFAULT_TUBE
+
+
+class _Slot:
+    """A call waiting for its reply."""
+
+    __slots__ = ("command", "future")
+
+    def __init__(self, command: bp.Command, future: asyncio.Future[bp.Event]) -> None:
+        self.command = command
+        self.future = future
+
+
+class _Link(asyncio.BufferedProtocol):
+    """One connection: the protocol the event loop drives, the core state
+    machine, and the calls waiting on it, oldest first."""
+
+    def __init__(self) -> None:
+        self.conn = bp.Connection()
+        self.slots: deque[_Slot] = deque()
+        self.transport: asyncio.Transport | None = None
+        self.error: BaseException | None = None
+        self._writable: asyncio.Future[None] | None = None
+
+    # -- asyncio.BufferedProtocol ------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.conn.get_buffer(sizehint)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        conn = self.conn
+        try:
+            conn.buffer_updated(nbytes)
+            event = conn.next_event()
+            while event is not bp.NEED_DATA:
+                future = self.slots.popleft().future
+                if not future.done():
+                    future.set_result(event)
+                event = conn.next_event()
+        except bp.Error as exc:
+            self.fail(exc)
+
+    def eof_received(self) -> bool:
+        try:
+            self.conn.receive_data(b"")
+            event = self.conn.next_event()
+            while event is not bp.NEED_DATA and self.slots:
+                future = self.slots.popleft().future
+                if not future.done():
+                    future.set_result(event)
+                event = self.conn.next_event()
+        except bp.Error as exc:
+            self.fail(exc)
+        else:
+            self.fail(lib.connection_lost("the server closed the connection"))
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.fail(exc or lib.connection_lost("the connection was closed"))
+
+    def pause_writing(self) -> None:
+        if self._writable is None:
+            self._writable = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        if self._writable is not None:
+            if not self._writable.done():
+                self._writable.set_result(None)
+            self._writable = None
+
+    # -- the client's side -----------------------------------------------------
+
+    async def writable(self) -> None:
+        """Wait while the transport's write buffer is over its high mark."""
+        if self._writable is not None:
+            await asyncio.shield(self._writable)
+
+    def fail(self, error: BaseException) -> None:
+        """Give the connection up: close it and fail every waiting call."""
+        if self.error is not None:
+            return
+        self.error = error
+        for slot in self.slots:
+            if not slot.future.done():
+                slot.future.set_exception(
+                    error
+                    if isinstance(error, (ConnectionError, bp.Error))
+                    else lib.connection_lost(f"{type(error).__name__}: {error}")
+                )
+        self.slots.clear()
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class Client(AsyncAPI[TBody]):
+    """An asyncio beanstalkd client with the API of ``beanproto_sync.Client``.
+
+    Use it as ``async with Client(address) as client:``. Every method of the
+    blocking client is here as a coroutine, with the same arguments, defaults,
+    return values and exceptions. Connecting happens on entry (or on the first
+    call); the constructor only checks the tube names.
+
+    Args:
+        address: ``(host, port)``, a unix socket path, or a connected
+            :class:`socket.socket` (which cannot be replaced once lost).
+        encoding: the encoding of job bodies; ``None`` for raw ``bytes``.
+        use: the tube ``put`` inserts into.
+        watch: the tube or tubes ``reserve`` takes from.
+    """
+
+    @overload
+    def __init__(
+        self: Client[bytes],
+        address: Any,
+        encoding: None,
+        use: str = DEFAULT_TUBE,
+        watch: str | Iterable[str] = DEFAULT_TUBE,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self: Client[str],
+        address: Any,
+        encoding: str = "utf-8",
+        use: str = DEFAULT_TUBE,
+        watch: str | Iterable[str] = DEFAULT_TUBE,
+    ) -> None: ...
+
+    def __init__(
+        self,
+        address: Any,
+        encoding: str | None = "utf-8",
+        use: str = DEFAULT_TUBE,
+        watch: str | Iterable[str] = DEFAULT_TUBE,
+    ) -> None:
+        lib.setup_commands(use, watch)  # refuse bad names before any I/O
+        self._address = address
+        self.encoding = encoding
+        self._use = use
+        self._watch = lib.watch_list(watch)
+        self._link: _Link | None = None
+        self._closed = False
+        self._connect_lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        address = self._address
+        if isinstance(address, (str, os.PathLike)):
+            return f"beanproto_asyncio.Client(socket={os.fspath(address)!r})"
+        if isinstance(address, tuple):
+            return f"beanproto_asyncio.Client(host={address[0]!r}, port={address[1]!r})"
+        return f"beanproto_asyncio.Client({address!r})"
+
+    # -- life cycle ----------------------------------------------------------------
+
+    async def __aenter__(self) -> Client[TBody]:
+        await self._current_link()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the connection. Calls still in flight end with
+        :class:`ConnectionError`; the client cannot be used afterwards.
+
+        Jobs this client still holds reserved go back to the ready queue.
+        """
+        self._closed = True
+        if self._link is not None:
+            self._link.fail(lib.connection_lost("the client is closed"))
+        await asyncio.sleep(0)  # let the transport finish closing
+
+    aclose = close
+
+    async def _current_link(self) -> _Link:
+        link = self._link
+        if link is not None and link.error is None:
+            return link
+        async with self._connect_lock:
+            link = self._link
+            if link is not None and link.error is None:
+                return link
+            if self._closed:
+                raise lib.connection_lost("the client is closed")
+            if link is not None and isinstance(self._address, socket.socket):
+                raise lib.connection_lost(f"{link.error} (a socket passed in is not replaced)")
+            self._link = await self._connect()
+            return self._link
+
+    async def _connect(self) -> _Link:
+        loop = asyncio.get_running_loop()
+        address = self._address
+        link: _Link
+        if isinstance(address, socket.socket):
+            _, link = await loop.create_connection(_Link, sock=address)
+        elif isinstance(address, (str, os.PathLike)):
+            _, link = await loop.create_unix_connection(_Link, os.fspath(address))
+        else:
+            host, port = address
+            _, link = await loop.create_connection(_Link, host, port)
+            sock = cast(asyncio.Transport, link.transport).get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        setup = lib.setup_commands(self._use, self._watch)
+        if setup:
+            try:
+                futures = [self._send(link, command) for command in setup]
+                events = [await future for future in futures]
+                lib.check_setup(setup, events)
+            except BaseException as exc:
+                link.fail(exc)
+                raise
+        return link
+
+    # -- the only place bytes move --------------------------------------------------
+
+    @staticmethod
+    def _send(link: _Link, command: bp.Command) -> asyncio.Future[bp.Event]:
+        transport = cast(asyncio.Transport, link.transport)
+        conn = link.conn
+        if type(command) is bp.Put and len(command.body) >= 32 * 1024:
+            for part in conn.send_parts(command):
+                transport.write(part)  # each write tries the socket first: no join
+        else:
+            transport.write(conn.send(command))
+        future: asyncio.Future[bp.Event] = asyncio.get_running_loop().create_future()
+        link.slots.append(_Slot(command, future))
+        return future
+
+    async def _request(self, command: bp.Command) -> bp.Event:
+        if self._closed:
+            raise lib.connection_lost("the client is closed")
+        link = self._link
+        if link is None or link.error is not None:
+            link = await self._current_link()
+        await link.writable()
+        if link.error is not None:
+            link = await self._current_link()
+        future = self._send(link, command)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            done = future.done() and not future.cancelled() and future.exception() is None
+            event = future.result() if done else None
+            if lib.abandon_needs_reset(command, event):
+                link.fail(lib.connection_lost("a reserve was cancelled"))
+            raise

@@ -1,0 +1,311 @@
+"""The trio client: greenstalk's API as coroutines, on the beanproto core.
+
+How bytes move
+--------------
+There is no background task. A call sends its command (under a send lock, so
+the bytes of concurrent calls never interleave) and queues a *slot* for the
+reply. Then it reads: under a receive lock, whichever waiting task holds the
+lock reads events off the socket and hands each to the oldest slot, until its
+own slot is filled. Replies come back in the order the commands went out, so
+several tasks' commands are pipelined on the one connection and every task
+gets its own reply.
+
+Cancellation
+------------
+Bytes are never lost to a cancellation: a read that is cancelled has taken
+nothing off the socket, and bytes already read sit in the core's buffer for
+the next reader. What remains is the reply the cancelled call will not read:
+
+* For most commands it is simply dropped when it arrives. The command itself
+  may or may not have taken effect (a cancelled ``put`` may have inserted its
+  job: the server processes every command that reaches it).
+* A cancelled ``reserve`` (or ``reserve_job``) is different: beanstalkd cannot
+  abort a reserve that waits, so the connection would stay blocked until a job
+  comes, and that job would be reserved for nobody until its TTR. So the
+  connection is closed instead. beanstalkd then ends the wait and puts back
+  every job this connection held reserved, *at once*: the cancelled call's job
+  and also any other job this client had reserved and not yet deleted,
+  released or buried (those are back in the ready queue and can no longer be
+  deleted through this client: finish jobs before cancelling a reserve, or
+  reserve on a client of its own). Calls of other tasks still waiting for a
+  reply on that connection fail with :class:`ConnectionError`; their commands
+  may or may not have taken effect. The next call opens a new connection and
+  restores the ``use`` and ``watch`` tubes.
+
+A ``reserve()`` that waits on the server holds up every command sent after it
+on the same connection, whichever task sent it: beanstalkd serves one
+connection's commands one at a time. Give each consumer task its own client,
+or use ``reserve(timeout=...)``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket as stdlib_socket
+from collections import deque
+from collections.abc import Iterable
+from types import TracebackType
+from typing import Any, overload
+
+import trio
+
+import beanproto as bp
+from beanproto import _clientlib as lib
+from beanproto._async_api import AsyncAPI
+from beanproto._job import TBody
+
+__all__ = ["Client"]
+
+DEFAULT_TUBE = lib.DEFAULT_TUBE
+
+#: Bodies at least this large are written with ``sendmsg`` from the caller's
+#: own buffer instead of being joined to the command line first.
+_VECTORED_BODY = 32 * 1024
+
+
+class _Slot:
+    """A call waiting for its reply."""
+
+    __slots__ = ("command", "error", "event")
+
+    def __init__(self, command: bp.Command) -> None:
+        self.command = command
+        self.event: bp.Event | None = None
+        self.error: BaseException | None = None
+
+
+class _Link:
+    """One connection: its socket, its core state machine and the calls
+    waiting on it, oldest first."""
+
+    __slots__ = ("conn", "error", "slots", "sock")
+
+    def __init__(self, sock: trio.socket.SocketType) -> None:
+        self.sock = sock
+        self.conn = bp.Connection()
+        self.slots: deque[_Slot] = deque()
+        self.error: BaseException | None = None
+
+
+class Client(AsyncAPI[TBody]):
+    """A trio beanstalkd client with the API of ``beanproto_sync.Client``.
+
+    Use it as ``async with Client(address) as client:``. Every method of the
+    blocking client is here as a coroutine, with the same arguments, defaults,
+    return values and exceptions. Connecting happens on entry (or on the
+    first call); nothing is done in the constructor except checking the tube
+    names.
+
+    Args:
+        address: ``(host, port)``, a unix socket path, or a connected
+            ``trio.socket`` socket (which cannot be replaced once lost).
+        encoding: the encoding of job bodies; ``None`` for raw ``bytes``.
+        use: the tube ``put`` inserts into.
+        watch: the tube or tubes ``reserve`` takes from.
+    """
+
+    @overload
+    def __init__(
+        self: Client[bytes],
+        address: Any,
+        encoding: None,
+        use: str = DEFAULT_TUBE,
+        watch: str | Iterable[str] = DEFAULT_TUBE,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self: Client[str],
+        address: Any,
+        encoding: str = "utf-8",
+        use: str = DEFAULT_TUBE,
+        watch: str | Iterable[str] = DEFAULT_TUBE,
+    ) -> None: ...
+
+    def __init__(
+        self,
+        address: Any,
+        encoding: str | None = "utf-8",
+        use: str = DEFAULT_TUBE,
+        watch: str | Iterable[str] = DEFAULT_TUBE,
+    ) -> None:
+        lib.setup_commands(use, watch)  # refuse bad names before any I/O
+        self._address = address
+        self.encoding = encoding
+        self._use = use
+        self._watch = lib.watch_list(watch)
+        self._link: _Link | None = None
+        self._closed = False
+        self._send_lock = trio.Lock()
+        self._recv_lock = trio.Lock()
+        self._connect_lock = trio.Lock()
+
+    def __repr__(self) -> str:
+        address = self._address
+        if isinstance(address, (str, os.PathLike)):
+            return f"beanproto_trio.Client(socket={os.fspath(address)!r})"
+        if isinstance(address, tuple):
+            return f"beanproto_trio.Client(host={address[0]!r}, port={address[1]!r})"
+        return f"beanproto_trio.Client({address!r})"
+
+    # -- life cycle --------------------------------------------------------------
+
+    async def __aenter__(self) -> Client[TBody]:
+        await self._current_link()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the connection. Calls still in flight end with
+        :class:`ConnectionError`; the client cannot be used afterwards.
+
+        Jobs this client still holds reserved go back to the ready queue.
+        """
+        self._closed = True
+        if self._link is not None:
+            self._abandon(self._link, lib.connection_lost("the client is closed"))
+        await trio.lowlevel.checkpoint()
+
+    aclose = close
+
+    async def _current_link(self) -> _Link:
+        link = self._link
+        if link is not None and link.error is None:
+            return link
+        async with self._connect_lock:
+            link = self._link
+            if link is not None and link.error is None:
+                return link
+            if self._closed:
+                raise lib.connection_lost("the client is closed")
+            if link is not None and not self._can_reconnect():
+                raise lib.connection_lost(f"{link.error} (a socket passed in is not replaced)")
+            self._link = await self._connect()
+            return self._link
+
+    def _can_reconnect(self) -> bool:
+        return not isinstance(self._address, trio.socket.SocketType)
+
+    async def _connect(self) -> _Link:
+        address = self._address
+        if isinstance(address, trio.socket.SocketType):
+            sock = address
+        elif isinstance(address, (str, os.PathLike)):
+            sock = (await trio.open_unix_socket(os.fspath(address))).socket
+        else:
+            host, port = address
+            sock = (await trio.open_tcp_stream(host, port)).socket
+            sock.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_KEEPALIVE, 1)
+        link = _Link(sock)
+        setup = lib.setup_commands(self._use, self._watch)
+        if setup:
+            slots = [_Slot(command) for command in setup]
+            try:
+                data = b"".join(link.conn.send(command) for command in setup)
+                link.slots.extend(slots)
+                await _send_all(sock, [data])
+                for _ in setup:
+                    await self._read_one(link)
+                lib.check_setup(setup, [slot.event for slot in slots])  # type: ignore[misc]
+            except BaseException as exc:
+                self._abandon(link, exc)
+                raise
+        return link
+
+    def _abandon(self, link: _Link, error: BaseException) -> None:
+        """Give up a connection: close it and fail every call waiting on it."""
+        if link.error is not None:
+            return
+        link.error = error
+        lost = error if isinstance(error, ConnectionError) else None
+        for slot in link.slots:
+            if slot.event is None and slot.error is None:
+                slot.error = lost or lib.connection_lost(
+                    f"{type(error).__name__}: {error}; the command may or may not have run"
+                )
+        link.slots.clear()
+        link.sock.close()
+
+    # -- the loop: the only place bytes move ---------------------------------------
+
+    async def _request(self, command: bp.Command) -> bp.Event:
+        if self._closed:
+            raise lib.connection_lost("the client is closed")
+        slot = _Slot(command)
+        while True:
+            link = await self._current_link()
+            async with self._send_lock:
+                if link.error is not None:
+                    continue  # lost while we waited: take the next connection
+                conn = link.conn
+                if type(command) is bp.Put and len(command.body) >= _VECTORED_BODY:
+                    data = conn.send_parts(command)
+                else:
+                    data = [conn.send(command)]
+                link.slots.append(slot)
+                try:
+                    await _send_all(link.sock, data)
+                except BaseException as exc:
+                    # Part of the command may be on the wire: the stream is lost.
+                    self._abandon(link, exc)
+                    raise
+                break
+        try:
+            while slot.event is None and slot.error is None:
+                async with self._recv_lock:
+                    if slot.event is None and slot.error is None:
+                        await self._read_one(link)
+        except BaseException:
+            if lib.abandon_needs_reset(command, slot.event):
+                self._abandon(link, lib.connection_lost("a reserve was cancelled"))
+            raise
+        if slot.error is not None:
+            raise slot.error
+        return slot.event  # type: ignore[return-value]
+
+    async def _read_one(self, link: _Link) -> None:
+        """Read the next event and hand it to the oldest waiting call."""
+        conn = link.conn
+        try:
+            event = conn.next_event() if conn.buffered else bp.NEED_DATA
+            while event is bp.NEED_DATA:
+                nbytes = await link.sock.recv_into(conn.get_buffer())
+                if nbytes:
+                    conn.buffer_updated(nbytes)
+                else:
+                    conn.receive_data(b"")
+                event = conn.next_event()
+        except trio.Cancelled:
+            raise  # nothing was taken off the socket
+        except BaseException as exc:
+            if link.error is not None:
+                raise link.error from exc  # closed under us (close(), a cancelled reserve)
+            self._abandon(link, exc)
+            raise
+        link.slots.popleft().event = event
+
+
+async def _send_all(sock: trio.socket.SocketType, parts: list[Any]) -> None:
+    """Write every byte of ``parts``, in order; several parts go out in
+    vectored writes, so a large body is never joined to its command line."""
+    views = [memoryview(part).cast("B") for part in parts]
+    while views:
+        if len(views) == 1:
+            sent = await sock.send(views[0])
+        else:
+            sent = await sock.sendmsg(views)
+        while sent:
+            if sent >= len(views[0]):
+                sent -= len(views.pop(0))
+            else:
+                views[0] = views[0][sent:]
+                sent = 0
+        while views and not views[0]:
+            views.pop(0)
