@@ -8,13 +8,16 @@ The producer queues "send a welcome e-mail" jobs as JSON, one of them broken.
 The consumer works through them: it deletes the jobs it completes, buries the
 one it cannot understand, and at the end kicks the buried job back to show
 the whole job life cycle. Both sides use ``beanproto_sync``, the blocking
-client; the ``beanproto`` core underneath is shown last, pipelining three
-commands in one write.
+client. Then the same exchange runs on ``beanproto_trio`` and on
+``beanproto_asyncio`` (a consumer task, a producer, a cancelled reserve that
+leaves the client working), and last the ``beanproto`` core underneath,
+pipelining three commands in one write.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import socket
@@ -26,6 +29,7 @@ from typing import Any
 from tools.beanstalkd import running_beanstalkd
 
 import beanproto
+import beanproto_asyncio
 import beanproto_sync
 
 TUBE = "demo-emails"
@@ -80,6 +84,70 @@ def inspect(address: Any) -> None:
             f"tube {TUBE!r}: {tube['total-jobs']} jobs in total, "
             f"{tube['current-jobs-ready']} ready now",
         )
+
+
+def trio_clients(address: Any) -> int:
+    """Producer and consumer tasks on beanproto_trio."""
+    import trio  # optional dependency: only this part of the demo needs it
+
+    import beanproto_trio
+
+    tube, done = "demo-trio", []
+
+    async def consume(client: beanproto_trio.Client[str]) -> None:
+        for _ in range(3):
+            job = await client.reserve(timeout=10)
+            log("trio", f"consumer task got job {job.id}: {job.body!r}")
+            await client.delete(job)
+            done.append(job.id)
+
+    async def main() -> None:
+        async with (
+            beanproto_trio.Client(address, use=tube) as producer,
+            beanproto_trio.Client(address, watch=tube) as consumer,
+        ):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(consume, consumer)
+                for n in range(3):
+                    await producer.put(f"trio job {n}")
+            with trio.move_on_after(0.1):
+                await consumer.reserve()  # nothing to reserve: cancelled
+            log("trio", f"cancelled a waiting reserve; still watching {await consumer.watching()}")
+
+    trio.run(main)
+    return len(done)
+
+
+def asyncio_clients(address: Any) -> int:
+    """Producer and consumer tasks on beanproto_asyncio."""
+    tube, done = "demo-asyncio", []
+
+    async def consume(client: beanproto_asyncio.Client[str]) -> None:
+        for _ in range(3):
+            job = await client.reserve(timeout=10)
+            log("asyncio", f"consumer task got job {job.id}: {job.body!r}")
+            await client.delete(job)
+            done.append(job.id)
+
+    async def main() -> None:
+        async with (
+            beanproto_asyncio.Client(address, use=tube) as producer,
+            beanproto_asyncio.Client(address, watch=tube) as consumer,
+        ):
+            task = asyncio.create_task(consume(consumer))
+            for n in range(3):
+                await producer.put(f"asyncio job {n}")
+            await task
+            try:
+                await asyncio.wait_for(consumer.reserve(), 0.1)
+            except asyncio.TimeoutError:
+                log(
+                    "asyncio",
+                    f"cancelled a waiting reserve; still watching {await consumer.watching()}",
+                )
+
+    asyncio.run(main())
+    return len(done)
 
 
 def pipelined_core(address: Any) -> None:
@@ -148,8 +216,9 @@ def main(argv: list[str] | None = None) -> int:
         worker.join()
         log("demo", f"consumer completed {len(done)} of {len(USERS)} mails")
         inspect(address)
+        async_done = trio_clients(address) + asyncio_clients(address)
         pipelined_core(address)
-        ok = len(done) == len(USERS)
+        ok = len(done) == len(USERS) and async_done == 6
     log("demo", "done" if ok else "FAILED")
     return 0 if ok else 1
 
