@@ -133,13 +133,13 @@ class _Link(asyncio.BufferedProtocol):
         if self.error is not None:
             return
         self.error = error
-        for slot in self.slots:
+        why = f"{type(error).__name__}: {error}"
+        for n, slot in enumerate(self.slots):
             if not slot.future.done():
-                slot.future.set_exception(
-                    error
-                    if isinstance(error, (ConnectionError, bp.Error))
-                    else lib.connection_lost(f"{type(error).__name__}: {error}")
-                )
+                # The oldest call gets the failure itself (its reply is the one
+                # that broke or was cut off); the others, a ConnectionError each.
+                typed = n == 0 and isinstance(error, (ConnectionError, bp.Error))
+                slot.future.set_exception(error if typed else lib.connection_lost(why))
         self.slots.clear()
         if self._writable is not None and not self._writable.done():
             self._writable.set_result(None)

@@ -224,12 +224,10 @@ class Client(AsyncAPI[TBody]):
         if link.error is not None:
             return
         link.error = error
-        lost = error if isinstance(error, ConnectionError) else None
+        why = f"{type(error).__name__}: {error}"
         for slot in link.slots:
             if slot.event is None and slot.error is None:
-                slot.error = lost or lib.connection_lost(
-                    f"{type(error).__name__}: {error}; the command may or may not have run"
-                )
+                slot.error = lib.connection_lost(why)
         link.slots.clear()
         link.sock.close()
 
@@ -286,7 +284,8 @@ class Client(AsyncAPI[TBody]):
             raise  # nothing was taken off the socket
         except BaseException as exc:
             if link.error is not None:
-                raise link.error from exc  # closed under us (close(), a cancelled reserve)
+                # Closed under us (close(), a cancelled reserve in another task).
+                raise lib.connection_lost(str(link.error)) from exc
             self._abandon(link, exc)
             raise
         link.slots.popleft().event = event
