@@ -37,18 +37,29 @@ import platform
 import pstats
 import re
 import socket
-import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import greenstalk
+from _common import (
+    Result,
+    Sample,
+    build_parser,
+    check_args,
+    cpu_lines,
+    jobs_left,
+    result_json,
+    spread_lines,
+    warmup_count,
+)
+from _common import run_rounds as run_interleaved
 from tools.beanstalkd import Server, running_beanstalkd
 
 import beanproto_sync
@@ -382,25 +393,6 @@ class Helper:
 # -- measuring ---------------------------------------------------------------------
 
 
-@dataclass
-class Sample:
-    ops_per_s: float
-    cpu_us_per_op: float
-
-
-@dataclass
-class Result:
-    samples: list[Sample] = field(default_factory=list)
-
-    def ops(self, stat: str) -> float:
-        values = [s.ops_per_s for s in self.samples]
-        return max(values) if stat == "best" else statistics.median(values)
-
-    def cpu(self, stat: str) -> float:
-        values = [s.cpu_us_per_op for s in self.samples]
-        return min(values) if stat == "best" else statistics.median(values)
-
-
 class Bench:
     def __init__(self, server: Server, ns: dict[str, int], warmup_ops: int) -> None:
         self.address = server.address
@@ -416,17 +408,13 @@ class Bench:
         self._tubes += 1
         return f"bench.{impl}.{workload}.{self._tubes}"
 
-    @staticmethod
-    def _warmup_count(workload: str, n: int, warmup_ops: int) -> int:
-        return max(1, min(warmup_ops, n // 10)) if workload == "big" else warmup_ops
-
     def measure(self, impl: str, workload: str, n: int) -> Sample:
         """One timed run of ``n`` operations on a fresh tube."""
         tube = self._tube(impl, workload)
         session = open_session(impl, self.address, tube, big=workload == "big")
         try:
             session.check(workload)
-            session.run(workload, self._warmup_count(workload, n, self.warmup_ops))
+            session.run(workload, warmup_count(workload, n, self.warmup_ops))
             gc.collect()
             cpu0 = time.process_time()
             t0 = time.perf_counter()
@@ -457,27 +445,10 @@ class Bench:
         return out.getvalue()
 
 
-def rotated(items: Sequence[str], by: int) -> list[str]:
-    k = by % len(items)
-    return [*items[k:], *items[:k]]
-
-
 def run_rounds(
     bench: Bench, rounds: int, progress: Callable[[str], None]
 ) -> dict[str, dict[str, Result]]:
-    results = {w: {i: Result() for i in IMPLEMENTATIONS} for w in WORKLOADS}
-    # Warm-up round: every code path, every implementation, nothing recorded.
-    for workload in WORKLOADS:
-        for impl in IMPLEMENTATIONS:
-            bench.measure(impl, workload, max(1, bench.ns[workload] // 10))
-    for r in range(rounds):
-        for workload in WORKLOADS:
-            for impl in rotated(IMPLEMENTATIONS, r):
-                results[workload][impl].samples.append(
-                    bench.measure(impl, workload, bench.ns[workload])
-                )
-        progress(f"round {r + 1}/{rounds} done")
-    return results
+    return run_interleaved(bench.measure, bench.ns, WORKLOADS, IMPLEMENTATIONS, rounds, progress)
 
 
 # -- reporting ---------------------------------------------------------------------
@@ -514,19 +485,9 @@ def report(results: dict[str, dict[str, Result]], stat: str, rounds: int) -> Ite
             f"  {'>=' + format(target, '.2f'):>7}  {verdict}"
         )
     yield ""
-    yield f"client CPU time per operation, microseconds ({stat}; time.process_time)"
-    yield f"{'workload':<{width}}  {'beanproto':>10} {'greenstalk':>10} {'raw':>10}"
-    for workload in WORKLOADS:
-        cpu = " ".join(f"{results[workload][i].cpu(stat):>10.1f}" for i in IMPLEMENTATIONS)
-        yield f"{LABELS[workload]:<{width}}  {cpu}"
+    yield from cpu_lines(results, LABELS, IMPLEMENTATIONS, stat, width)
     yield ""
-    yield "spread of ops/s over rounds (min..max)"
-    for workload in WORKLOADS:
-        spreads = []
-        for impl in IMPLEMENTATIONS:
-            values = [s.ops_per_s for s in results[workload][impl].samples]
-            spreads.append(f"{impl} {min(values):,.0f}..{max(values):,.0f}")
-        yield f"{LABELS[workload]:<{width}}  " + "; ".join(spreads)
+    yield from spread_lines(results, LABELS, IMPLEMENTATIONS, width)
 
 
 def to_json(
@@ -539,16 +500,7 @@ def to_json(
         q = ratios(by_impl, stat)
         workloads[workload] = {
             "label": LABELS[workload],
-            "implementations": {
-                impl: {
-                    "ops_per_s": [s.ops_per_s for s in by_impl[impl].samples],
-                    "cpu_us_per_op": [s.cpu_us_per_op for s in by_impl[impl].samples],
-                    "ops_per_s_median": by_impl[impl].ops("median"),
-                    "ops_per_s_best": by_impl[impl].ops("best"),
-                    "cpu_us_per_op_median": by_impl[impl].cpu("median"),
-                }
-                for impl in IMPLEMENTATIONS
-            },
+            "implementations": {impl: result_json(by_impl[impl]) for impl in IMPLEMENTATIONS},
             "ratios": {
                 "beanproto/greenstalk": q.bp_gs,
                 "beanproto/raw": q.bp_raw,
@@ -614,43 +566,12 @@ def pin(mode: str, server_pid: int) -> str:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description="Benchmark beanproto_sync against greenstalk and a raw socket loop."
+    parser = build_parser(
+        "Benchmark beanproto_sync against greenstalk and a raw socket loop.",
+        "instead of benchmarking, cProfile beanproto_sync on WORKLOAD (repeatable)",
+        WORKLOADS,
     )
-    parser.add_argument("--quick", action="store_true", help="few iterations (smoke test)")
-    parser.add_argument("--rounds", type=int, default=None, help="measured rounds (default 5)")
-    parser.add_argument("--n", type=float, default=1.0, help="scale the operations per measurement")
-    parser.add_argument(
-        "--stat",
-        choices=("median", "best"),
-        default="median",
-        help="how rounds are summarised (default: median)",
-    )
-    parser.add_argument(
-        "--json", type=Path, default=None, metavar="PATH", help="also write the results as JSON"
-    )
-    parser.add_argument(
-        "--profile",
-        action="append",
-        choices=WORKLOADS,
-        default=None,
-        metavar="WORKLOAD",
-        help="instead of benchmarking, cProfile beanproto_sync on WORKLOAD (repeatable)",
-    )
-    parser.add_argument(
-        "--pin",
-        choices=("same", "split", "none"),
-        default="same",
-        help="CPU placement of client and server: one CPU (default; stable), "
-        "two CPUs, or left to the scheduler",
-    )
-    parser.add_argument("--top", type=int, default=25, help="rows of --profile output")
-    args = parser.parse_args(argv)
-    if args.rounds is not None and args.rounds < 1:
-        parser.error("--rounds must be at least 1")
-    if args.n <= 0:
-        parser.error("--n must be positive")
-    return args
+    return check_args(parser, argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -705,12 +626,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 os.sched_setaffinity(0, affinity)
     for line in report(results, args.stat, rounds):
         print(line)
-    jobs_left = sum(
-        int(leftover.get(f"current-jobs-{kind}", "0"))
-        for kind in ("ready", "reserved", "delayed", "buried")
-    )
-    if jobs_left:
-        print(f"\nwarning: {jobs_left} job(s) left on the server after draining")
+    left = jobs_left(leftover)
+    if left:
+        print(f"\nwarning: {left} job(s) left on the server after draining")
     elapsed = time.perf_counter() - started
     print(f"\ntotal time {elapsed:.1f} s")
     if args.json is not None:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run everything CI runs: lint, type checks, a benchmark smoke run, and the
+# Run everything CI runs: lint, type checks, benchmark smoke runs, and the
 # whole test suite (unit, property, fuzz smoke, and integration tests against
 # a real beanstalkd that the fixtures start) with branch coverage.
 set -euo pipefail
@@ -13,5 +13,7 @@ echo "==> mypy --strict"
 .venv/bin/python -m mypy
 echo "==> benchmark smoke run (bench/bench_sync.py --quick)"
 .venv/bin/python bench/bench_sync.py --quick >/dev/null
+echo "==> benchmark smoke run (bench/bench_async.py --quick)"
+.venv/bin/python bench/bench_async.py --quick >/dev/null
 echo "==> pytest"
 exec .venv/bin/python -bb -m pytest --cov --cov-report=term --cov-fail-under=90 "$@"

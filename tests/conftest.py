@@ -8,6 +8,12 @@ Every test gets a fresh tube name, and the ``client`` fixture uses and
 watches only that tube, so tests sharing a server never see each other's jobs.
 The ``transport`` fixture is parametrized, so everything built on ``client``
 or ``client_factory`` runs over TCP and over a unix socket.
+
+The ``flavor`` fixture is parametrized too: everything built on ``clients``,
+``client_factory`` or ``client`` runs on ``beanproto_sync.Client`` and on the
+trio and asyncio clients, the async ones behind a blocking proxy
+(``tests/async_portal.py``). One set of test cases, three clients. A test
+that only makes sense for the blocking client says so with ``@sync_only``.
 """
 
 from __future__ import annotations
@@ -15,12 +21,15 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from tools.beanstalkd import Server, running_beanstalkd
 
+import beanproto_asyncio
 import beanproto_sync
+import beanproto_trio
+from async_portal import AsyncioPortal, Portal, TrioPortal, open_client
 
 #: ``-z`` of the shared servers: room for the 1 MiB round trip.
 BIG_JOB_SIZE = 2 * 1024 * 1024
@@ -29,6 +38,12 @@ BIG_JOB_SIZE = 2 * 1024 * 1024
 SMALL_JOB_SIZE = 10
 
 TRANSPORTS = ["tcp", "unix"]
+
+#: The clients every integration test runs on.
+FLAVORS = ["sync", "trio", "asyncio"]
+
+#: For tests that only make sense for the blocking client (say why at the test).
+sync_only = pytest.mark.parametrize("flavor", ["sync"])
 
 
 class ServerPool:
@@ -63,19 +78,58 @@ def new_tube() -> str:
     return f"t-{uuid.uuid4().hex}"
 
 
+class Clients:
+    """Makes clients of one flavor and closes them at teardown.
+
+    ``make(*args, **kwargs)`` calls the flavor's ``Client`` with exactly these
+    arguments. An async client is made and entered on an event loop in a
+    helper thread (started on first use, stopped at teardown) and comes back
+    as a blocking proxy with the blocking client's API, typed as one.
+    """
+
+    def __init__(self, flavor: str) -> None:
+        if flavor not in FLAVORS:
+            raise ValueError(f"unknown flavor {flavor!r}")
+        self.flavor = flavor
+        self._portal: Portal | None = None
+        self._clients: list[Any] = []
+
+    def make(self, *args: Any, **kwargs: Any) -> beanproto_sync.Client[Any]:
+        if self.flavor == "sync":
+            client: Any = beanproto_sync.Client(*args, **kwargs)
+        else:
+            if self._portal is None:
+                self._portal = TrioPortal() if self.flavor == "trio" else AsyncioPortal()
+            cls = beanproto_trio.Client if self.flavor == "trio" else beanproto_asyncio.Client
+            client = open_client(self._portal, cls, *args, **kwargs)
+        self._clients.append(client)
+        return cast("beanproto_sync.Client[Any]", client)
+
+    def close_all(self) -> None:
+        try:
+            for client in self._clients:
+                client.close()
+            self._clients.clear()
+        finally:
+            if self._portal is not None:
+                portal, self._portal = self._portal, None
+                portal.close()
+
+
 class ClientFactory:
-    """Makes clients connected to one server and closes them at teardown.
+    """Makes clients connected to one server (closed by ``clients`` at teardown).
 
     ``factory(...)`` makes a ``Client[str]`` (utf-8 unless told otherwise);
     ``factory.raw(...)`` makes a ``Client[bytes]`` (``encoding=None``).
     ``use`` and ``watch`` default to the test's own tube.
+    ``factory.make(...)`` passes its arguments to the constructor as they are.
     """
 
-    def __init__(self, server: Server, tube: str) -> None:
+    def __init__(self, server: Server, tube: str, clients: Clients) -> None:
         self.server = server
         self.address: beanproto_sync.Address = address_of(server)
         self.tube = tube
-        self._clients: list[beanproto_sync.Client[Any]] = []
+        self.make = clients.make
 
     def __call__(
         self,
@@ -85,14 +139,12 @@ class ClientFactory:
         watch: str | Iterable[str] | None = None,
         address: beanproto_sync.ConnectionTarget | None = None,
     ) -> beanproto_sync.Client[str]:
-        client: beanproto_sync.Client[str] = beanproto_sync.Client(
+        return self.make(
             self.address if address is None else address,
             encoding=encoding,
             use=self.tube if use is None else use,
             watch=self.tube if watch is None else watch,
         )
-        self._clients.append(client)
-        return client
 
     def raw(
         self,
@@ -101,19 +153,12 @@ class ClientFactory:
         watch: str | Iterable[str] | None = None,
         address: beanproto_sync.ConnectionTarget | None = None,
     ) -> beanproto_sync.Client[bytes]:
-        client: beanproto_sync.Client[bytes] = beanproto_sync.Client(
+        return self.make(
             self.address if address is None else address,
             encoding=None,
             use=self.tube if use is None else use,
             watch=self.tube if watch is None else watch,
         )
-        self._clients.append(client)
-        return client
-
-    def close_all(self) -> None:
-        for client in self._clients:
-            client.close()
-        self._clients.clear()
 
 
 @pytest.fixture(scope="session")
@@ -127,6 +172,12 @@ def server_pool() -> Iterator[ServerPool]:
 
 @pytest.fixture(params=TRANSPORTS)
 def transport(request: pytest.FixtureRequest) -> str:
+    param: str = request.param
+    return param
+
+
+@pytest.fixture(params=FLAVORS)
+def flavor(request: pytest.FixtureRequest) -> str:
     param: str = request.param
     return param
 
@@ -155,12 +206,18 @@ def tube() -> str:
 
 
 @pytest.fixture
-def client_factory(server: Server, tube: str) -> Iterator[ClientFactory]:
-    factory = ClientFactory(server, tube)
+def clients(flavor: str) -> Iterator[Clients]:
+    """Clients of the test's flavor, closed (and their loop stopped) at teardown."""
+    made = Clients(flavor)
     try:
-        yield factory
+        yield made
     finally:
-        factory.close_all()
+        made.close_all()
+
+
+@pytest.fixture
+def client_factory(server: Server, tube: str, clients: Clients) -> ClientFactory:
+    return ClientFactory(server, tube, clients)
 
 
 @pytest.fixture

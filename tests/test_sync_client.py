@@ -1,7 +1,9 @@
-"""Every method of ``beanproto_sync.Client`` against a real beanstalkd.
+"""Every method of the client API against a real beanstalkd.
 
-Each test runs over TCP and over a unix socket (the ``transport`` fixture) and
-works in a tube of its own.
+Each test runs on the three clients (``beanproto_sync``, and ``beanproto_trio``
+and ``beanproto_asyncio`` behind a blocking proxy: the ``flavor`` fixture),
+over TCP and over a unix socket (the ``transport`` fixture), and works in a
+tube of its own.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from tools.beanstalkd import Server
 
 import beanproto_sync
 from beanproto_sync import Client, Job
-from conftest import ClientFactory, new_tube
+from conftest import ClientFactory, new_tube, sync_only
 
 pytestmark = pytest.mark.integration
 
@@ -464,8 +466,9 @@ def test_context_manager_closes_and_releases_reserved_jobs(
 ) -> None:
     jid = client.put("x")
     connections = client.stats()["current-connections"]
-    with client_factory() as worker:
-        assert isinstance(worker, Client)
+    made = client_factory()
+    with made as worker:
+        assert worker is made
         assert worker.reserve(timeout=0).id == jid
         assert client.stats_job(jid)["state"] == "reserved"
     with pytest.raises(OSError):
@@ -485,13 +488,10 @@ def test_close_then_use_raises(client: Client[str]) -> None:
 
 
 def test_default_client_uses_and_watches_default(client_factory: ClientFactory) -> None:
-    client = beanproto_sync.Client(client_factory.address)
-    try:
-        assert client.encoding == "utf-8"
-        assert client.using() == "default"
-        assert client.watching() == ["default"]
-    finally:
-        client.close()
+    client = client_factory.make(client_factory.address)
+    assert client.encoding == "utf-8"
+    assert client.using() == "default"
+    assert client.watching() == ["default"]
 
 
 def test_constructor_use_and_watch_str(client_factory: ClientFactory, tube: str) -> None:
@@ -524,6 +524,10 @@ def test_constructor_keeps_default_when_named(client_factory: ClientFactory, tub
     assert client_factory(watch="default").watching() == ["default"]
 
 
+# Sync only: the async clients take sockets of their own kind (a trio socket, or
+# a stdlib socket registered with the loop), and name themselves by the
+# socket's repr; tests/test_async_clients.py covers them.
+@sync_only
 def test_passed_in_connected_socket(client_factory: ClientFactory, server: Server) -> None:
     if server.unix_path is not None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -540,11 +544,12 @@ def test_passed_in_connected_socket(client_factory: ClientFactory, server: Serve
     assert sock.fileno() == -1  # the client owns the socket it was given
 
 
-def test_repr(client: Client[str], server: Server) -> None:
+def test_repr(client: Client[str], server: Server, flavor: str) -> None:
+    # Each client names itself: beanproto_sync.Client, beanproto_trio.Client...
     if server.unix_path is not None:
-        assert repr(client) == f"beanproto_sync.Client(socket={server.unix_path!r})"
+        assert repr(client) == f"beanproto_{flavor}.Client(socket={server.unix_path!r})"
     else:
-        assert repr(client) == f"beanproto_sync.Client(host='127.0.0.1', port={server.port})"
+        assert repr(client) == f"beanproto_{flavor}.Client(host='127.0.0.1', port={server.port})"
 
 
 def test_job_repr() -> None:

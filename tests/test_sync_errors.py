@@ -1,14 +1,16 @@
-"""Every error ``beanproto_sync.Client`` can raise.
+"""Every error the clients can raise.
 
 Three parts:
 
 * errors a real beanstalkd can be made to send (integration tests, both
-  transports);
+  transports, all three clients: the ``flavor`` fixture);
 * bad arguments, refused before a byte reaches the server (checked with the
-  server's own ``cmd-*`` counters), and transport failures;
+  server's own ``cmd-*`` counters), and transport failures (all three clients);
 * replies no real server can be made to send (``OUT_OF_MEMORY``, garbage,
   truncation…), written by the test into the other end of a socket pair. That
-  part is a unit test of the client's reply handling, kept in its own class.
+  part is a unit test of the blocking client's reply handling, kept in its own
+  class; it stays sync only (the async clients' byte handling is exercised in
+  tests/test_async_clients.py).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from tools.beanstalkd import Server, free_port, running_beanstalkd
 import beanproto
 import beanproto_sync
 from beanproto_sync import Client
-from conftest import ClientFactory, address_of, new_tube
+from conftest import ClientFactory, Clients, address_of, new_tube
 
 MISSING_ID = 2**62
 
@@ -134,8 +136,8 @@ def test_not_ignored(client: Client[str], tube: str) -> None:
 
 
 @integration
-def test_job_too_big(small_server: Server, tube: str) -> None:
-    with Client(address_of(small_server), use=tube, watch=tube) as client:
+def test_job_too_big(small_server: Server, tube: str, clients: Clients) -> None:
+    with clients.make(address_of(small_server), use=tube, watch=tube) as client:
         assert client.stats()["max-job-size"] == 10
         with pytest.raises(beanproto_sync.JobTooBigError):
             client.put("x" * 11)
@@ -149,9 +151,9 @@ def test_job_too_big(small_server: Server, tube: str) -> None:
 
 @integration
 @pytest.mark.parametrize("transport", ["tcp", "unix"])
-def test_draining(transport: str) -> None:
+def test_draining(transport: str, clients: Clients) -> None:
     with running_beanstalkd(unix_socket=transport == "unix") as server:
-        with Client(address_of(server)) as client:
+        with clients.make(address_of(server)) as client:
             before = client.put("before drain")
             assert client.stats()["draining"] is False
             os.kill(server.pid, signal.SIGUSR1)
@@ -263,7 +265,7 @@ class TestRefusedBeforeSending:
         before = client.stats()["total-connections"]
         for kwargs in ({"use": bad}, {"watch": bad}, {"watch": ["ok-tube", bad]}):
             with pytest.raises(ValueError) as caught:
-                Client(client_factory.address, **kwargs)
+                client_factory.make(client_factory.address, **kwargs)
             assert isinstance(caught.value, beanproto_sync.Error)
         assert client.stats()["total-connections"] == before
 
@@ -272,7 +274,7 @@ class TestRefusedBeforeSending:
     ) -> None:
         before = client.stats()["total-connections"]
         with pytest.raises(ValueError):
-            Client(client_factory.address, watch=[])
+            client_factory.make(client_factory.address, watch=[])
         assert client.stats()["total-connections"] == before
 
 
@@ -280,24 +282,24 @@ class TestRefusedBeforeSending:
 
 
 @integration
-def test_connection_refused() -> None:
+def test_connection_refused(clients: Clients) -> None:
     with pytest.raises(ConnectionRefusedError) as caught:
-        Client(("127.0.0.1", free_port()))
+        clients.make(("127.0.0.1", free_port()))
     assert isinstance(caught.value, ConnectionError)
 
 
 @integration
-def test_missing_unix_socket(tmp_path: Path) -> None:
+def test_missing_unix_socket(tmp_path: Path, clients: Clients) -> None:
     with pytest.raises(FileNotFoundError):
-        Client(str(tmp_path / "no-such.sock"))
+        clients.make(str(tmp_path / "no-such.sock"))
 
 
 @integration
 @pytest.mark.parametrize("transport", ["tcp", "unix"])
-def test_server_killed_mid_session(transport: str) -> None:
+def test_server_killed_mid_session(transport: str, clients: Clients) -> None:
     with running_beanstalkd(unix_socket=transport == "unix") as server:
         address = address_of(server)
-        client = Client(address)
+        client = clients.make(address)
         try:
             client.put("x")
             os.kill(server.pid, signal.SIGKILL)
@@ -376,7 +378,11 @@ def peer() -> Iterator[ScriptedPeer]:
 
 
 class TestScriptedReplies:
-    """Unit tests of the client against canned replies (not a beanstalkd mock)."""
+    """Unit tests of the client against canned replies (not a beanstalkd mock).
+
+    Sync only: the peer is a stdlib socket pair handed to the blocking
+    client, read and written in step with its blocking calls.
+    """
 
     @pytest.mark.parametrize(
         ("reply", "error"),

@@ -89,6 +89,8 @@ class _Link(asyncio.BufferedProtocol):
                 future = self.slots.popleft().future
                 if not future.done():
                     future.set_result(event)
+                if not conn.buffered:
+                    break  # the usual case: one read, one reply
                 event = conn.next_event()
         except bp.Error as exc:
             self.fail(exc)
@@ -188,12 +190,14 @@ class Client(AsyncAPI[TBody]):
         use: str = DEFAULT_TUBE,
         watch: str | Iterable[str] = DEFAULT_TUBE,
     ) -> None:
-        lib.setup_commands(use, watch)  # refuse bad names before any I/O
+        self._watch = lib.watch_list(watch)  # once: watch may be an iterator
+        lib.setup_commands(use, self._watch)  # refuse bad names before any I/O
         self._address = address
         self.encoding = encoding
         self._use = use
-        self._watch = lib.watch_list(watch)
         self._link: _Link | None = None
+        #: The connection being set up, which close() must also end.
+        self._connecting: _Link | None = None
         self._closed = False
         self._connect_lock = asyncio.Lock()
 
@@ -226,8 +230,9 @@ class Client(AsyncAPI[TBody]):
         Jobs this client still holds reserved go back to the ready queue.
         """
         self._closed = True
-        if self._link is not None:
-            self._link.fail(lib.connection_lost("the client is closed"))
+        for link in (self._link, self._connecting):
+            if link is not None:
+                link.fail(lib.connection_lost("the client is closed"))
         await asyncio.sleep(0)  # let the transport finish closing
 
     aclose = close
@@ -244,8 +249,12 @@ class Client(AsyncAPI[TBody]):
                 raise lib.connection_lost("the client is closed")
             if link is not None and isinstance(self._address, socket.socket):
                 raise lib.connection_lost(f"{link.error} (a socket passed in is not replaced)")
-            self._link = await self._connect()
-            return self._link
+            link = await self._connect()
+            if self._closed:  # close() came while connecting
+                link.fail(lib.connection_lost("the client is closed"))
+                raise lib.connection_lost("the client is closed")
+            self._link = link
+            return link
 
     async def _connect(self) -> _Link:
         loop = asyncio.get_running_loop()
@@ -260,15 +269,21 @@ class Client(AsyncAPI[TBody]):
             _, link = await loop.create_connection(_Link, host, port)
             sock = cast(asyncio.Transport, link.transport).get_extra_info("socket")
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        setup = lib.setup_commands(self._use, self._watch)
-        if setup:
-            try:
-                futures = [self._send(link, command) for command in setup]
-                events = [await future for future in futures]
-                lib.check_setup(setup, events)
-            except BaseException as exc:
-                link.fail(exc)
-                raise
+        self._connecting = link
+        futures: list[asyncio.Future[bp.Event]] = []
+        try:
+            setup = lib.setup_commands(self._use, self._watch)
+            futures = [self._send(link, command) for command in setup]
+            events = [await future for future in futures]
+            lib.check_setup(setup, events)
+        except BaseException as exc:
+            link.fail(exc)
+            for future in futures:  # failed with the link; nobody else awaits them
+                if future.done() and not future.cancelled():
+                    future.exception()
+            raise
+        finally:
+            self._connecting = None
         return link
 
     # -- the only place bytes move --------------------------------------------------

@@ -127,10 +127,10 @@ class Client(SyncAPI[TBody]):
         use: str = DEFAULT_TUBE,
         watch: str | Iterable[str] = DEFAULT_TUBE,
     ) -> None:
-        setup = lib.setup_commands(use, watch)
+        self._watch = lib.watch_list(watch)  # once: watch may be an iterator
+        setup = lib.setup_commands(use, self._watch)
         self.encoding = encoding
         self._use = use
-        self._watch = lib.watch_list(watch)
         #: Why the client cannot be used any more (closed, or lost), or None.
         self._unusable: str | None = "the client never connected"
         self._conn = bp.Connection()

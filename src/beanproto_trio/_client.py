@@ -25,10 +25,10 @@ the next reader. What remains is the reply the cancelled call will not read:
   connection is closed instead. beanstalkd then ends the wait and puts back
   every job this connection held reserved, *at once*: the cancelled call's job
   and also any other job this client had reserved and not yet deleted,
-  released or buried (those are back in the ready queue and can no longer be
-  deleted through this client: finish jobs before cancelling a reserve, or
-  reserve on a client of its own). Calls of other tasks still waiting for a
-  reply on that connection fail with :class:`ConnectionError`; their commands
+  released or buried (those are back in the ready queue: another consumer may
+  take them, and this client can no longer release, bury or touch them; finish
+  jobs before cancelling a reserve, or reserve on a client of its own). Calls
+  of other tasks still waiting for a reply on that connection fail with :class:`ConnectionError`; their commands
   may or may not have taken effect. The next call opens a new connection and
   restores the ``use`` and ``watch`` tubes.
 
@@ -129,12 +129,14 @@ class Client(AsyncAPI[TBody]):
         use: str = DEFAULT_TUBE,
         watch: str | Iterable[str] = DEFAULT_TUBE,
     ) -> None:
-        lib.setup_commands(use, watch)  # refuse bad names before any I/O
+        self._watch = lib.watch_list(watch)  # once: watch may be an iterator
+        lib.setup_commands(use, self._watch)  # refuse bad names before any I/O
         self._address = address
         self.encoding = encoding
         self._use = use
-        self._watch = lib.watch_list(watch)
         self._link: _Link | None = None
+        #: The connection being set up, which close() must also end.
+        self._connecting: _Link | None = None
         self._closed = False
         self._send_lock = trio.Lock()
         self._recv_lock = trio.Lock()
@@ -169,8 +171,9 @@ class Client(AsyncAPI[TBody]):
         Jobs this client still holds reserved go back to the ready queue.
         """
         self._closed = True
-        if self._link is not None:
-            self._abandon(self._link, lib.connection_lost("the client is closed"))
+        for link in (self._link, self._connecting):
+            if link is not None:
+                self._abandon(link, lib.connection_lost("the client is closed"))
         await trio.lowlevel.checkpoint()
 
     aclose = close
@@ -187,8 +190,12 @@ class Client(AsyncAPI[TBody]):
                 raise lib.connection_lost("the client is closed")
             if link is not None and not self._can_reconnect():
                 raise lib.connection_lost(f"{link.error} (a socket passed in is not replaced)")
-            self._link = await self._connect()
-            return self._link
+            link = await self._connect()
+            if self._closed:  # close() came while connecting
+                self._abandon(link, lib.connection_lost("the client is closed"))
+                raise lib.connection_lost("the client is closed")
+            self._link = link
+            return link
 
     def _can_reconnect(self) -> bool:
         return not isinstance(self._address, trio.socket.SocketType)
@@ -201,22 +208,23 @@ class Client(AsyncAPI[TBody]):
             sock = (await trio.open_unix_socket(os.fspath(address))).socket
         else:
             host, port = address
-            sock = (await trio.open_tcp_stream(host, port)).socket
-            sock.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_KEEPALIVE, 1)
-        link = _Link(sock)
-        setup = lib.setup_commands(self._use, self._watch)
-        if setup:
+            sock = await _open_tcp(host, port)
+        link = self._connecting = _Link(sock)
+        try:
+            setup = lib.setup_commands(self._use, self._watch)
             slots = [_Slot(command) for command in setup]
-            try:
+            if setup:
                 data = b"".join(link.conn.send(command) for command in setup)
                 link.slots.extend(slots)
-                await _send_all(sock, [data])
+                await _send_all(sock, data)
                 for _ in setup:
                     await self._read_one(link)
                 lib.check_setup(setup, [slot.event for slot in slots])  # type: ignore[misc]
-            except BaseException as exc:
-                self._abandon(link, exc)
-                raise
+        except BaseException as exc:
+            self._abandon(link, exc)
+            raise
+        finally:
+            self._connecting = None
         return link
 
     def _abandon(self, link: _Link, error: BaseException) -> None:
@@ -237,16 +245,25 @@ class Client(AsyncAPI[TBody]):
         if self._closed:
             raise lib.connection_lost("the client is closed")
         slot = _Slot(command)
+        send_lock = self._send_lock
         while True:
-            link = await self._current_link()
-            async with self._send_lock:
+            link = self._link
+            if link is None or link.error is not None:
+                link = await self._current_link()
+            # Uncontended, take the lock without a trip through the scheduler:
+            # the socket call below is this task's checkpoint.
+            try:
+                send_lock.acquire_nowait()
+            except trio.WouldBlock:
+                await send_lock.acquire()
+            try:
                 if link.error is not None:
                     continue  # lost while we waited: take the next connection
                 conn = link.conn
                 if type(command) is bp.Put and len(command.body) >= _VECTORED_BODY:
-                    data = conn.send_parts(command)
+                    data: Any = conn.send_parts(command)
                 else:
-                    data = [conn.send(command)]
+                    data = conn.send(command)
                 link.slots.append(slot)
                 try:
                     await _send_all(link.sock, data)
@@ -255,11 +272,20 @@ class Client(AsyncAPI[TBody]):
                     self._abandon(link, exc)
                     raise
                 break
+            finally:
+                send_lock.release()
+        recv_lock = self._recv_lock
         try:
             while slot.event is None and slot.error is None:
-                async with self._recv_lock:
+                try:
+                    recv_lock.acquire_nowait()
+                except trio.WouldBlock:
+                    await recv_lock.acquire()
+                try:
                     if slot.event is None and slot.error is None:
                         await self._read_one(link)
+                finally:
+                    recv_lock.release()
         except BaseException:
             if lib.abandon_needs_reset(command, slot.event):
                 self._abandon(link, lib.connection_lost("a reserve was cancelled"))
@@ -291,10 +317,39 @@ class Client(AsyncAPI[TBody]):
         link.slots.popleft().event = event
 
 
-async def _send_all(sock: trio.socket.SocketType, parts: list[Any]) -> None:
-    """Write every byte of ``parts``, in order; several parts go out in
-    vectored writes, so a large body is never joined to its command line."""
-    views = [memoryview(part).cast("B") for part in parts]
+async def _open_tcp(host: str, port: int) -> trio.socket.SocketType:
+    """Connect to each address of ``host`` in turn; raise the last failure as
+    it is (``ConnectionRefusedError`` …), as the other clients do."""
+    error: OSError | None = None
+    for family, kind, proto, _, address in await trio.socket.getaddrinfo(
+        host, port, type=stdlib_socket.SOCK_STREAM
+    ):
+        sock = trio.socket.socket(family, kind, proto)
+        try:
+            await sock.connect(address)
+        except BaseException as exc:
+            sock.close()
+            if not isinstance(exc, OSError):
+                raise
+            error = exc
+            continue
+        sock.setsockopt(stdlib_socket.IPPROTO_TCP, stdlib_socket.TCP_NODELAY, 1)
+        sock.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_KEEPALIVE, 1)
+        return sock
+    raise error or OSError(f"no address found for {host!r}")
+
+
+async def _send_all(sock: trio.socket.SocketType, data: Any) -> None:
+    """Write every byte of ``data`` (bytes, or a list of parts, in order);
+    parts go out in vectored writes, so a large body is never joined to its
+    command line."""
+    if type(data) is bytes:
+        sent = await sock.send(data)  # a whole command, nearly always
+        if sent == len(data):
+            return
+        views = [memoryview(data)[sent:]]
+    else:
+        views = [memoryview(part).cast("B") for part in data]
     while views:
         if len(views) == 1:
             sent = await sock.send(views[0])
