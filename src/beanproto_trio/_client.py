@@ -28,9 +28,10 @@ the next reader. What remains is the reply the cancelled call will not read:
   released or buried (those are back in the ready queue: another consumer may
   take them, and this client can no longer release, bury or touch them; finish
   jobs before cancelling a reserve, or reserve on a client of its own). Calls
-  of other tasks still waiting for a reply on that connection fail with :class:`ConnectionError`; their commands
-  may or may not have taken effect. The next call opens a new connection and
-  restores the ``use`` and ``watch`` tubes.
+  of other tasks still waiting for a reply on that connection fail with
+  :class:`ConnectionError`; their commands may or may not have taken effect.
+  The next call opens a new connection and restores the ``use`` and ``watch``
+  tubes.
 
 A ``reserve()`` that waits on the server holds up every command sent after it
 on the same connection, whichever task sent it: beanstalkd serves one
