@@ -34,7 +34,7 @@ want="$(cat pyproject.toml | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "==> installing beanproto and its test dependencies into .venv"
     .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-    .venv/bin/python -m pip install -q -e ".[test,trio]"
+    .venv/bin/python -m pip install -q -e ".[test,trio,bench]"
     # atheris (the coverage-guided fuzzer) is optional: without it the short
     # fuzz run in the tests falls back to Hypothesis alone.
     .venv/bin/python -m pip install -q -e ".[fuzz]" >/dev/null 2>&1 \
