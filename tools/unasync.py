@@ -31,6 +31,8 @@ SUBSTITUTIONS = [
     (re.compile(r"\basync def "), "def "),
     (re.compile(r"\bawait "), ""),
     (re.compile(r"\bAsyncAPI\b"), "SyncAPI"),
+    (re.compile(r"\b__aenter__\b"), "__enter__"),
+    (re.compile(r"\b__aexit__\b"), "__exit__"),
     (re.compile(r"\bas coroutines\b"), "as blocking methods"),
 ]
 

@@ -38,8 +38,7 @@ import os
 import socket
 from collections import deque
 from collections.abc import Iterable
-from types import TracebackType
-from typing import Any, cast, overload
+from typing import TYPE_CHECKING, Any, cast, overload
 
 import beanproto as bp
 from beanproto import _clientlib as lib
@@ -165,63 +164,39 @@ class Client(AsyncAPI[TBody]):
         watch: the tube or tubes ``reserve`` takes from.
     """
 
-    @overload
-    def __init__(
-        self: Client[bytes],
-        address: Any,
-        encoding: None,
-        use: str = DEFAULT_TUBE,
-        watch: str | Iterable[str] = DEFAULT_TUBE,
-    ) -> None: ...
+    if TYPE_CHECKING:  # the body type follows the encoding (AsyncAPI.__init__ runs)
 
-    @overload
-    def __init__(
-        self: Client[str],
-        address: Any,
-        encoding: str = "utf-8",
-        use: str = DEFAULT_TUBE,
-        watch: str | Iterable[str] = DEFAULT_TUBE,
-    ) -> None: ...
+        @overload
+        def __init__(
+            self: Client[bytes],
+            address: Any,
+            encoding: None,
+            use: str = ...,
+            watch: str | Iterable[str] = ...,
+        ) -> None: ...
 
-    def __init__(
-        self,
-        address: Any,
-        encoding: str | None = "utf-8",
-        use: str = DEFAULT_TUBE,
-        watch: str | Iterable[str] = DEFAULT_TUBE,
-    ) -> None:
-        self._watch = lib.watch_list(watch)  # once: watch may be an iterator
-        lib.setup_commands(use, self._watch)  # refuse bad names before any I/O
-        self._address = address
-        self.encoding = encoding
-        self._use = use
+        @overload
+        def __init__(
+            self: Client[str],
+            address: Any,
+            encoding: str = ...,
+            use: str = ...,
+            watch: str | Iterable[str] = ...,
+        ) -> None: ...
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None: ...
+
+    def _open(self) -> None:
         self._link: _Link | None = None
         #: The connection being set up, which close() must also end.
         self._connecting: _Link | None = None
         self._closed = False
         self._connect_lock = asyncio.Lock()
 
-    def __repr__(self) -> str:
-        address = self._address
-        if isinstance(address, (str, os.PathLike)):
-            return f"beanproto_asyncio.Client(socket={os.fspath(address)!r})"
-        if isinstance(address, tuple):
-            return f"beanproto_asyncio.Client(host={address[0]!r}, port={address[1]!r})"
-        return f"beanproto_asyncio.Client({address!r})"
-
     # -- life cycle ----------------------------------------------------------------
 
-    async def __aenter__(self) -> Client[TBody]:
+    async def _ready(self) -> None:
         await self._current_link()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def close(self) -> None:
         """Close the connection. Calls still in flight end with

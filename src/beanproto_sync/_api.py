@@ -6,7 +6,9 @@ file and run the script; the tests fail while this one is out of date.
 
 from __future__ import annotations
 
-from typing import Generic, cast
+import os
+from collections.abc import Iterable
+from typing import Any, Generic, TypeVar, cast, overload
 
 import beanproto as bp
 from beanproto import _clientlib as lib
@@ -16,11 +18,14 @@ from beanproto._stats import Stats, StatsJob, StatsTube
 
 __all__ = ["SyncAPI"]
 
+DEFAULT_TUBE = lib.DEFAULT_TUBE
+
 DEFAULT_PRIORITY = bp.DEFAULT_PRIORITY
 DEFAULT_DELAY = bp.DEFAULT_DELAY
 DEFAULT_TTR = bp.DEFAULT_TTR
 
 _JobReply = type[bp.Reserved] | type[bp.Found]
+_Client = TypeVar("_Client", bound="SyncAPI[Any]")
 
 # Commands without arguments are frozen, so one instance serves every call.
 _RESERVE = bp.Reserve()
@@ -35,9 +40,66 @@ class SyncAPI(Generic[TBody]):
     up a new connection the same way) and implement ``_request``.
     """
 
-    encoding: str | None
-    _use: str
-    _watch: list[str]
+    @overload
+    def __init__(
+        self: SyncAPI[bytes],
+        address: Any,
+        encoding: None,
+        use: str = DEFAULT_TUBE,
+        watch: str | Iterable[str] = DEFAULT_TUBE,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self: SyncAPI[str],
+        address: Any,
+        encoding: str = "utf-8",
+        use: str = DEFAULT_TUBE,
+        watch: str | Iterable[str] = DEFAULT_TUBE,
+    ) -> None: ...
+
+    def __init__(
+        self,
+        address: Any,
+        encoding: str | None = "utf-8",
+        use: str = DEFAULT_TUBE,
+        watch: str | Iterable[str] = DEFAULT_TUBE,
+    ) -> None:
+        self._watch: list[str] = lib.watch_list(watch)  # once: it may be an iterator
+        # Bad tube names are refused here, before any I/O.
+        self._setup_commands = lib.setup_commands(use, self._watch)
+        self.encoding = encoding
+        self._use = use
+        self._address = address
+        self._open()
+
+    def _open(self) -> None:
+        """The end of construction: connect (blocking client) or get ready
+        to connect on first use (async clients)."""
+
+    def __repr__(self) -> str:
+        name = type(self).__module__.split(".")[0] + ".Client"
+        address = self._address
+        if isinstance(address, (str, os.PathLike)):
+            return f"{name}(socket={os.fspath(address)!r})"
+        if isinstance(address, tuple):
+            return f"{name}(host={address[0]!r}, port={address[1]!r})"
+        return f"{name}({address!r})"
+
+    def __enter__(self: _Client) -> _Client:
+        self._ready()
+        return self
+
+    def __exit__(self, *args: object) -> None:
+        self.close()
+
+    def _ready(self) -> None:
+        """Make sure the client is connected (``async with`` does this)."""
+
+    def close(self) -> None:
+        """Close the connection; the client cannot be used afterwards. Jobs it
+        still holds reserved go back to the ready queue."""
+        raise NotImplementedError
 
     def _request(self, command: bp.Command) -> bp.Event:
         """Send ``command`` and return the event that answers it."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterable
-from typing import Any, Union, overload
+from typing import TYPE_CHECKING, Any, Union, overload
 
 import beanproto as bp
 from beanproto import _clientlib as lib
@@ -102,45 +102,39 @@ class Client(SyncAPI[TBody]):
         ConnectionError: the server cannot be reached.
     """
 
-    @overload
-    def __init__(
-        self: Client[bytes],
-        address: ConnectionTarget,
-        encoding: None,
-        use: str = DEFAULT_TUBE,
-        watch: str | Iterable[str] = DEFAULT_TUBE,
-    ) -> None: ...
+    if TYPE_CHECKING:  # the body type follows the encoding (AsyncAPI.__init__ runs)
 
-    @overload
-    def __init__(
-        self: Client[str],
-        address: ConnectionTarget,
-        encoding: str = "utf-8",
-        use: str = DEFAULT_TUBE,
-        watch: str | Iterable[str] = DEFAULT_TUBE,
-    ) -> None: ...
+        @overload
+        def __init__(
+            self: Client[bytes],
+            address: ConnectionTarget,
+            encoding: None,
+            use: str = ...,
+            watch: str | Iterable[str] = ...,
+        ) -> None: ...
 
-    def __init__(
-        self,
-        address: ConnectionTarget,
-        encoding: str | None = "utf-8",
-        use: str = DEFAULT_TUBE,
-        watch: str | Iterable[str] = DEFAULT_TUBE,
-    ) -> None:
-        self._watch = lib.watch_list(watch)  # once: watch may be an iterator
-        setup = lib.setup_commands(use, self._watch)
-        self.encoding = encoding
-        self._use = use
+        @overload
+        def __init__(
+            self: Client[str],
+            address: ConnectionTarget,
+            encoding: str = ...,
+            use: str = ...,
+            watch: str | Iterable[str] = ...,
+        ) -> None: ...
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None: ...
+
+    def _open(self) -> None:
         #: Why the client cannot be used any more (closed, or lost), or None.
         self._unusable: str | None = "the client never connected"
         self._conn = bp.Connection()
-        self._sock, self._address = _connect(address)
+        self._sock, self._address = _connect(self._address)
         # Vectored writes need a plain socket (not ssl.SSLSocket, not Windows).
         self._vectored = type(self._sock) is socket.socket and hasattr(self._sock, "sendmsg")
         self._unusable = None
-        if setup:
+        if self._setup_commands:
             try:
-                self._setup(setup)
+                self._setup(self._setup_commands)
             except BaseException:
                 self.close()
                 raise
@@ -193,12 +187,6 @@ class Client(SyncAPI[TBody]):
 
     # -- context management -----------------------------------------------------
 
-    def __enter__(self) -> Client[TBody]:
-        return self
-
-    def __exit__(self, *args: object) -> None:
-        self.close()
-
     def close(self) -> None:
         """Close the connection. The client cannot be used afterwards.
 
@@ -210,9 +198,3 @@ class Client(SyncAPI[TBody]):
         if self._unusable is None:
             self._unusable = why if isinstance(why, str) else f"{type(why).__name__}: {why}"
             self._sock.close()
-
-    def __repr__(self) -> str:
-        if isinstance(self._address, str):
-            return f"beanproto_sync.Client(socket={self._address!r})"
-        host, port = self._address[:2]
-        return f"beanproto_sync.Client(host={host!r}, port={port!r})"
