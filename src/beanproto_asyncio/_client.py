@@ -44,6 +44,7 @@ import beanproto as bp
 from beanproto import _clientlib as lib
 from beanproto._async_api import AsyncAPI
 from beanproto._job import TBody
+from beanproto._reconnect import Reconnecting
 
 __all__ = ["Client"]
 
@@ -148,7 +149,7 @@ class _Link(asyncio.BufferedProtocol):
             self.transport.abort()
 
 
-class Client(AsyncAPI[TBody]):
+class Client(Reconnecting[_Link], AsyncAPI[TBody]):
     """An asyncio beanstalkd client with the API of ``beanproto_sync.Client``.
 
     Use it as ``async with Client(address) as client:``. Every method of the
@@ -187,49 +188,18 @@ class Client(AsyncAPI[TBody]):
         def __init__(self, *args: Any, **kwargs: Any) -> None: ...
 
     def _open(self) -> None:
-        self._link: _Link | None = None
-        #: The connection being set up, which close() must also end.
-        self._connecting: _Link | None = None
-        self._closed = False
-        self._connect_lock = asyncio.Lock()
+        self._init_links(asyncio.Lock())
 
     # -- life cycle ----------------------------------------------------------------
 
-    async def _ready(self) -> None:
-        await self._current_link()
+    def _given_socket(self) -> bool:
+        return isinstance(self._address, socket.socket)
 
-    async def close(self) -> None:
-        """Close the connection. Calls still in flight end with
-        :class:`ConnectionError`; the client cannot be used afterwards.
-
-        Jobs this client still holds reserved go back to the ready queue.
-        """
-        self._closed = True
-        for link in (self._link, self._connecting):
-            if link is not None:
-                link.fail(lib.connection_lost("the client is closed"))
+    async def _checkpoint(self) -> None:
         await asyncio.sleep(0)  # let the transport finish closing
 
-    aclose = close
-
-    async def _current_link(self) -> _Link:
-        link = self._link
-        if link is not None and link.error is None:
-            return link
-        async with self._connect_lock:
-            link = self._link
-            if link is not None and link.error is None:
-                return link
-            if self._closed:
-                raise lib.connection_lost("the client is closed")
-            if link is not None and isinstance(self._address, socket.socket):
-                raise lib.connection_lost(f"{link.error} (a socket passed in is not replaced)")
-            link = await self._connect()
-            if self._closed:  # close() came while connecting
-                link.fail(lib.connection_lost("the client is closed"))
-                raise lib.connection_lost("the client is closed")
-            self._link = link
-            return link
+    def _drop(self, link: _Link, error: BaseException) -> None:
+        link.fail(error)
 
     async def _connect(self) -> _Link:
         loop = asyncio.get_running_loop()
