@@ -8,7 +8,10 @@ on ``sys.path`` when either runs as a script).
 from __future__ import annotations
 
 import argparse
+import json
+import platform
 import statistics
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -192,3 +195,40 @@ def check_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> a
     if args.n <= 0:
         parser.error("--n must be positive")
     return args
+
+
+def finish(
+    lines: Iterator[str] | Sequence[str],
+    leftover: Mapping[str, str],
+    started: float,
+    args: argparse.Namespace,
+    config: dict[str, object],
+    make_json: Callable[[dict[str, object]], dict[str, object]],
+) -> None:
+    """Print the report, warn about jobs left behind, and write ``--json``.
+
+    ``config`` holds what is particular to the script; the settings every run
+    has are added here.
+    """
+    for line in lines:
+        print(line)
+    left = jobs_left(leftover)
+    if left:
+        print(f"\nwarning: {left} job(s) left on the server after draining")
+    elapsed = time.perf_counter() - started
+    print(f"\ntotal time {elapsed:.1f} s")
+    if args.json is not None:
+        full: dict[str, object] = {
+            "rounds": config.pop("rounds"),
+            "stat": args.stat,
+            "ops_per_measurement": config.pop("ops_per_measurement"),
+            "quick": args.quick,
+            "python": platform.python_version(),
+            "beanstalkd_version": leftover.get("version", "?"),
+            "pin": args.pin,
+            **config,
+            "raw_stats_parses_yaml": False,
+            "elapsed_s": elapsed,
+        }
+        args.json.write_text(json.dumps(make_json(full), indent=2) + "\n")
+        print(f"results written to {args.json}")

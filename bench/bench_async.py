@@ -40,7 +40,6 @@ import functools
 import gc
 import importlib.metadata
 import io
-import json
 import os
 import platform
 import pstats
@@ -62,7 +61,7 @@ from _common import (
     build_parser,
     check_args,
     cpu_lines,
-    jobs_left,
+    finish,
     result_json,
     run_rounds,
     spread_lines,
@@ -859,33 +858,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             bench.close()
             if affinity is not None:
                 os.sched_setaffinity(0, affinity)
-    for line in report(results, implementations, args.stat, rounds):
-        print(line)
-    left = jobs_left(leftover)
-    if left:
-        print(f"\nwarning: {left} job(s) left on the server after draining")
-    elapsed = time.perf_counter() - started
-    print(f"\ntotal time {elapsed:.1f} s")
-    if args.json is not None:
-        config: dict[str, object] = {
+    finish(
+        report(results, implementations, args.stat, rounds),
+        leftover,
+        started,
+        args,
+        {
             "rounds": rounds,
-            "stat": args.stat,
             "ops_per_measurement": ns,
-            "quick": args.quick,
-            "python": platform.python_version(),
             **versions,
-            "beanstalkd_version": leftover.get("version", "?"),
             "max_job_size": MAX_JOB_SIZE,
             "beanproto_source": source,
-            "pin": args.pin,
             "placement": placement,
             "raw_asyncio_loops": args.raw_asyncio,
-            "raw_stats_parses_yaml": False,
-            "elapsed_s": elapsed,
-        }
-        data = to_json(results, implementations, args.stat, config)
-        args.json.write_text(json.dumps(data, indent=2) + "\n")
-        print(f"results written to {args.json}")
+        },
+        lambda config: to_json(results, implementations, args.stat, config),
+    )
     return 0
 
 

@@ -5,8 +5,29 @@ from ._clientlib import DEFAULT_TUBE, ERROR_RESPONSES
 from ._commands import DEFAULT_DELAY, DEFAULT_PRIORITY, DEFAULT_TTR
 from ._job import Job, JobOrID, TBody
 from ._stats import Stats, StatsJob, StatsTube
-from .errors import *  # noqa: F403
-from .errors import __all__ as _errors
+from .errors import (
+    ArgumentError,
+    ArgumentTypeError,
+    BadFormatError,
+    BeanstalkdError,
+    BuriedError,
+    ConnectionClosedError,
+    DeadlineSoonError,
+    DrainingError,
+    Error,
+    ExpectedCrlfError,
+    InternalError,
+    JobDecodeError,
+    JobTooBigError,
+    LocalProtocolError,
+    NotFoundError,
+    NotIgnoredError,
+    OutOfMemoryError,
+    RemoteProtocolError,
+    TimedOutError,
+    UnknownCommandError,
+    UnknownResponseError,
+)
 
 __all__ = [
     "Job",
@@ -20,5 +41,25 @@ __all__ = [
     "DEFAULT_DELAY",
     "DEFAULT_TTR",
     "ERROR_RESPONSES",
-    *_errors,
+    "Error",
+    "LocalProtocolError",
+    "ArgumentError",
+    "ArgumentTypeError",
+    "RemoteProtocolError",
+    "UnknownResponseError",
+    "ConnectionClosedError",
+    "BeanstalkdError",
+    "BadFormatError",
+    "BuriedError",
+    "DeadlineSoonError",
+    "DrainingError",
+    "ExpectedCrlfError",
+    "InternalError",
+    "JobTooBigError",
+    "NotFoundError",
+    "NotIgnoredError",
+    "OutOfMemoryError",
+    "TimedOutError",
+    "UnknownCommandError",
+    "JobDecodeError",
 ]

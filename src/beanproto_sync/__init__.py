@@ -9,83 +9,11 @@ for real (not with ``assert``) and a body that cannot be decoded still tells
 you which job it belongs to (:class:`JobDecodeError`).
 """
 
-from beanproto._clientlib import ERROR_RESPONSES
-from beanproto._stats import Stats, StatsJob, StatsTube
-from beanproto.errors import (
-    ArgumentError,
-    ArgumentTypeError,
-    BadFormatError,
-    BeanstalkdError,
-    BuriedError,
-    ConnectionClosedError,
-    DeadlineSoonError,
-    DrainingError,
-    Error,
-    ExpectedCrlfError,
-    InternalError,
-    JobDecodeError,
-    JobTooBigError,
-    LocalProtocolError,
-    NotFoundError,
-    NotIgnoredError,
-    OutOfMemoryError,
-    RemoteProtocolError,
-    TimedOutError,
-    UnknownCommandError,
-    UnknownResponseError,
-)
+from beanproto._public import *  # noqa: F403 (greenstalk's names, shared by every client)
+from beanproto._public import __all__ as _common
 
-from ._client import (
-    DEFAULT_DELAY,
-    DEFAULT_PRIORITY,
-    DEFAULT_TTR,
-    DEFAULT_TUBE,
-    Address,
-    Client,
-    ConnectionTarget,
-    Job,
-    JobOrID,
-    TBody,
-)
+from ._client import Address, Client, ConnectionTarget
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Client",
-    "Job",
-    "Address",
-    "ConnectionTarget",
-    "JobOrID",
-    "TBody",
-    "Stats",
-    "StatsJob",
-    "StatsTube",
-    "DEFAULT_TUBE",
-    "DEFAULT_PRIORITY",
-    "DEFAULT_DELAY",
-    "DEFAULT_TTR",
-    "ERROR_RESPONSES",
-    # greenstalk's exceptions
-    "Error",
-    "BeanstalkdError",
-    "BadFormatError",
-    "BuriedError",
-    "DeadlineSoonError",
-    "DrainingError",
-    "ExpectedCrlfError",
-    "InternalError",
-    "JobTooBigError",
-    "NotFoundError",
-    "NotIgnoredError",
-    "OutOfMemoryError",
-    "TimedOutError",
-    "UnknownCommandError",
-    "UnknownResponseError",
-    # beanproto's own additions
-    "ArgumentError",
-    "ArgumentTypeError",
-    "ConnectionClosedError",
-    "JobDecodeError",
-    "LocalProtocolError",
-    "RemoteProtocolError",
-]
+__all__ = ["Client", "Address", "ConnectionTarget", *_common]

@@ -15,27 +15,11 @@ from typing import TYPE_CHECKING, Any, Union, overload
 
 import beanproto as bp
 from beanproto import _clientlib as lib
-from beanproto._job import Job, JobOrID, TBody
+from beanproto._job import TBody
 
 from ._api import SyncAPI
 
-__all__ = [
-    "Address",
-    "ConnectionTarget",
-    "Client",
-    "Job",
-    "JobOrID",
-    "TBody",
-    "DEFAULT_TUBE",
-    "DEFAULT_PRIORITY",
-    "DEFAULT_DELAY",
-    "DEFAULT_TTR",
-]
-
-DEFAULT_TUBE = lib.DEFAULT_TUBE
-DEFAULT_PRIORITY = bp.DEFAULT_PRIORITY
-DEFAULT_DELAY = bp.DEFAULT_DELAY
-DEFAULT_TTR = bp.DEFAULT_TTR
+__all__ = ["Address", "ConnectionTarget", "Client"]
 
 Address = Union[tuple[str, int], str]  # noqa: UP007 (runtime alias, as greenstalk)
 """A ``(host, port)`` pair or the path of a unix socket."""
