@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -335,37 +336,79 @@ def ok(yaml: bytes) -> bytes:
 
 
 class ScriptedPeer:
-    """The far end of a socket pair handed to ``Client``: the test writes the
-    replies, and can read back what the client sent."""
+    """The far end of a socket pair handed to ``Client``: the test scripts the
+    replies, and can read back what the client sent.
+
+    A reply is written when the client's next command has fully arrived, as a
+    server would (the client treats bytes that come while no reply is owed
+    as a broken server). A thread plays the server; everything it does is
+    triggered by the bytes it reads, so nothing depends on timing.
+    """
 
     def __init__(self) -> None:
         self.mine, theirs = socket.socketpair()
         theirs.settimeout(5)  # a client that waits for ever fails instead of hanging
         self.mine.settimeout(5)
+        self._lock = threading.Lock()
+        self._actions: list[bytes | None] = []  # None: hang up
+        self._received = bytearray()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
         self.client: Client[str] = Client(theirs)
 
     def reply(self, data: bytes) -> None:
-        self.mine.sendall(data)
+        """Write ``data`` once the client's next command has arrived."""
+        with self._lock:
+            self._actions.append(data)
 
     def hang_up(self) -> None:
-        self.mine.shutdown(socket.SHUT_WR)
+        """Then shut the peer's sending side (the client reads end of file)."""
+        with self._lock:
+            self._actions.append(None)
 
     def sent(self) -> bytes:
         """Everything the client has written so far."""
-        self.mine.setblocking(False)
-        chunks = []
-        try:
-            while chunk := self.mine.recv(65536):
-                chunks.append(chunk)
-        except BlockingIOError:
-            pass
-        finally:
-            self.mine.settimeout(5)
-        return b"".join(chunks)
+        with self._lock:
+            return bytes(self._received)
+
+    def _serve(self) -> None:
+        pending = bytearray()
+        while True:
+            try:
+                chunk = self.mine.recv(65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            with self._lock:
+                self._received += chunk
+            pending += chunk
+            while (size := _command_size(pending)) is not None:
+                del pending[:size]
+                with self._lock:
+                    actions, self._actions = self._actions, []
+                for action in actions:
+                    if action is None:
+                        self.mine.shutdown(socket.SHUT_WR)
+                    else:
+                        self.mine.sendall(action)
 
     def close(self) -> None:
         self.client.close()
+        self._thread.join(5)
         self.mine.close()
+
+
+def _command_size(data: bytearray) -> int | None:
+    """The length of the first complete command in ``data`` (a ``put``'s
+    body included), or ``None``."""
+    end = data.find(b"\r\n")
+    if end < 0:
+        return None
+    if data.startswith(b"put "):
+        total = end + 2 + int(data[:end].split()[-1]) + 2
+        return total if len(data) >= total else None
+    return end + 2
 
 
 @pytest.fixture
