@@ -9,7 +9,7 @@ it. Field names follow the protocol document (``priority`` for ``<pri>``,
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, TypeVar
+from typing import ClassVar, TypeVar, cast
 
 from ._validate import MAX_UINT32, MAX_UINT64, check_body, check_int, check_seconds, check_tube
 
@@ -83,6 +83,26 @@ def _u32(command: Command, field: str) -> None:
 
 def _seconds(command: Command, field: str) -> None:
     _store(command, field, check_seconds(getattr(command, field), field))
+
+
+_C = TypeVar("_C", bound=type)
+
+
+def _subcommand(cls: _C) -> _C:
+    """The dataclass decorator for a command that only renames a base's
+    fields (``Delete`` of :class:`_IdCommand` …).
+
+    ``dataclass(slots=True)`` on Python 3.10 gives a subclass its own slot
+    for every inherited field; the object then has two ``id`` slots, and a
+    value set through the base's descriptor (as :func:`make_with_id` does) is
+    invisible through the subclass's. 3.11 and later skip inherited slots.
+    Such a subclass therefore declares ``__slots__ = ()`` itself and is made a
+    dataclass without ``slots=True``: one slot per field, in the base, on
+    every Python.
+    """
+    if cls.__dict__.get("__slots__") != ():
+        raise TypeError(f"{cls.__name__} must declare __slots__ = ()")
+    return cast(_C, dataclass(frozen=True, kw_only=True)(cls))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -165,16 +185,20 @@ class _IdCommand(Command):
         return b"%s %d\r\n" % (self.verb, self.id)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@_subcommand
 class ReserveJob(_IdCommand):
     """``reserve-job <id>``: reserve one job by id (beanstalkd 1.12+)."""
+
+    __slots__ = ()
 
     verb: ClassVar[bytes] = b"reserve-job"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@_subcommand
 class Delete(_IdCommand):
     """``delete <id>``: remove a job for good."""
+
+    __slots__ = ()
 
     verb: ClassVar[bytes] = b"delete"
 
@@ -213,9 +237,11 @@ class Bury(Command):
         return b"bury %d %d\r\n" % (self.id, self.priority)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@_subcommand
 class Touch(_IdCommand):
     """``touch <id>``: restart a reserved job's TTR."""
+
+    __slots__ = ()
 
     verb: ClassVar[bytes] = b"touch"
 
@@ -233,23 +259,29 @@ class _TubeCommand(Command):
         return b"%s %s\r\n" % (self.verb, self.tube.encode("ascii"))
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@_subcommand
 class Watch(_TubeCommand):
     """``watch <tube>``: add a tube to the watch list."""
+
+    __slots__ = ()
 
     verb: ClassVar[bytes] = b"watch"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@_subcommand
 class Ignore(_TubeCommand):
     """``ignore <tube>``: remove a tube from the watch list."""
+
+    __slots__ = ()
 
     verb: ClassVar[bytes] = b"ignore"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@_subcommand
 class Peek(_IdCommand):
     """``peek <id>``: look at a job without reserving it."""
+
+    __slots__ = ()
 
     verb: ClassVar[bytes] = b"peek"
 
@@ -289,23 +321,29 @@ class Kick(Command):
         return b"kick %d\r\n" % self.bound
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@_subcommand
 class KickJob(_IdCommand):
     """``kick-job <id>``: move one buried or delayed job to ready."""
+
+    __slots__ = ()
 
     verb: ClassVar[bytes] = b"kick-job"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@_subcommand
 class StatsJob(_IdCommand):
     """``stats-job <id>``: statistics of one job."""
+
+    __slots__ = ()
 
     verb: ClassVar[bytes] = b"stats-job"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@_subcommand
 class StatsTube(_TubeCommand):
     """``stats-tube <tube>``: statistics of one tube."""
+
+    __slots__ = ()
 
     verb: ClassVar[bytes] = b"stats-tube"
 
