@@ -67,8 +67,7 @@ class AsyncioPortal(Portal):
 
     def call(self, fn: Callable[[], Awaitable[T]]) -> T:
         async def bounded() -> T:
-            async with asyncio.timeout(CALL_TIMEOUT):
-                return await fn()
+            return await asyncio.wait_for(fn(), CALL_TIMEOUT)  # 3.10 has no asyncio.timeout
 
         assert self._loop is not None
         return asyncio.run_coroutine_threadsafe(bounded(), self._loop).result()

@@ -33,6 +33,23 @@ the next reader. What remains is the reply the cancelled call will not read:
   The next call opens a new connection and restores the ``use`` and ``watch``
   tubes.
 
+A call cancelled before the first byte of its command is written leaves no
+trace: its command is taken back (from the core's queue too), and the
+connection and every job it holds stay as they were. A command cut off in the
+middle (a large ``put`` whose socket buffer filled up) has left part of
+itself on the wire, so that connection is given up.
+
+The idle check
+--------------
+Before a command goes out on a connection that owes no reply, the client
+looks (one ``epoll_wait`` with a zero timeout, well under a microsecond)
+whether anything arrived meanwhile. Bytes nobody asked for would otherwise
+become the reply to this command: they raise
+:class:`~beanproto.RemoteProtocolError` and the connection is given up. An
+end of file (the server restarted, or dropped the idle connection) is not an
+error: the command has provably not left, so it goes out on a new connection
+(a socket passed in cannot be replaced: :class:`ConnectionError`).
+
 A ``reserve()`` that waits on the server holds up every command sent after it
 on the same connection, whichever task sent it: beanstalkd serves one
 connection's commands one at a time. Give each consumer task its own client,
@@ -42,6 +59,7 @@ or use ``reserve(timeout=...)``.
 from __future__ import annotations
 
 import os
+import select
 import socket as stdlib_socket
 from collections import deque
 from collections.abc import Iterable
@@ -79,13 +97,53 @@ class _Link:
     """One connection: its socket, its core state machine and the calls
     waiting on it, oldest first."""
 
-    __slots__ = ("conn", "error", "slots", "sock")
+    __slots__ = ("conn", "error", "poll", "slots", "sock")
 
     def __init__(self, sock: trio.socket.SocketType) -> None:
         self.sock = sock
         self.conn = bp.Connection()
         self.slots: deque[_Slot] = deque()
         self.error: BaseException | None = None
+        #: ``poll(0)``: whether the socket is readable (data or end of file),
+        #: without blocking or yielding; one cheap system call.
+        self.poll: Any = _readiness_probe(sock)
+
+    def close(self) -> None:
+        self.sock.close()
+        closer = getattr(self.poll, "__self__", None)
+        if closer is not None:
+            closer.close()  # the epoll object's own descriptor
+
+
+def _readiness_probe(sock: trio.socket.SocketType) -> Any:
+    """A function ``poll(0)`` true when ``sock`` has bytes or an end of file
+    to read. epoll where there is one (the cheapest check), else poll, else
+    select."""
+    fd = sock.fileno()
+    if hasattr(select, "epoll"):
+        poller: Any = select.epoll(1)
+        poller.register(fd, select.EPOLLIN)
+        return poller.poll
+    if hasattr(select, "poll"):  # pragma: no cover (not Linux)
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return poller.poll
+    return lambda timeout: select.select([fd], [], [], timeout)[0]  # pragma: no cover
+
+
+def _withdraw(link: _Link, slot: _Slot) -> None:
+    """Take back the newest command, none of whose bytes were written: its
+    slot, and its place in the core's queue of commands owed a reply.
+
+    The core has no public way to do this yet; ``Connection._pending`` is
+    its queue of ``(command, reply table)`` pairs, newest last.
+    """
+    link.slots.remove(slot)
+    pending = link.conn._pending
+    if pending and pending[-1][0] is slot.command:
+        pending.pop()
+    else:  # pragma: no cover (the send lock makes it the newest)
+        raise AssertionError("the withdrawn command is not the newest")
 
 
 class Client(Reconnecting[_Link], AsyncAPI[TBody]):
@@ -159,7 +217,10 @@ class Client(Reconnecting[_Link], AsyncAPI[TBody]):
             if setup:
                 data = b"".join(link.conn.send(command) for command in setup)
                 link.slots.extend(slots)
-                await _send_all(sock, data)
+                try:
+                    await _send_all(sock, data)
+                except _NothingSent as unsent:
+                    raise unsent.error from None
                 for _ in setup:
                     await self._read_one(link)
                 lib.check_setup(setup, [slot.event for slot in slots])  # type: ignore[misc]
@@ -180,7 +241,7 @@ class Client(Reconnecting[_Link], AsyncAPI[TBody]):
             if slot.event is None and slot.error is None:
                 slot.error = lib.connection_lost(why)
         link.slots.clear()
-        link.sock.close()
+        link.close()
 
     # -- the loop: the only place bytes move ---------------------------------------
 
@@ -203,6 +264,12 @@ class Client(Reconnecting[_Link], AsyncAPI[TBody]):
                 if link.error is not None:
                     continue  # lost while we waited: take the next connection
                 conn = link.conn
+                if not link.slots and (conn.buffered or link.poll(0)):
+                    if not await self._read_idle(link):
+                        continue  # closed by the server while idle: connect again
+                # Raise a pending cancellation before the command is queued:
+                # from here to the first write, nothing yields.
+                await trio.lowlevel.checkpoint_if_cancelled()
                 if type(command) is bp.Put and len(command.body) >= _VECTORED_BODY:
                     data: Any = conn.send_parts(command)
                 else:
@@ -210,8 +277,14 @@ class Client(Reconnecting[_Link], AsyncAPI[TBody]):
                 link.slots.append(slot)
                 try:
                     await _send_all(link.sock, data)
+                except _NothingSent as unsent:
+                    if isinstance(unsent.error, trio.Cancelled) and link.error is None:
+                        _withdraw(link, slot)  # the connection stays as it was
+                    else:
+                        self._abandon(link, unsent.error)
+                    raise unsent.error from None
                 except BaseException as exc:
-                    # Part of the command may be on the wire: the stream is lost.
+                    # Part of the command is on the wire: the stream is lost.
                     self._abandon(link, exc)
                     raise
                 break
@@ -237,13 +310,54 @@ class Client(Reconnecting[_Link], AsyncAPI[TBody]):
             raise slot.error
         return slot.event  # type: ignore[return-value]
 
+    async def _read_idle(self, link: _Link) -> bool:
+        """Read what arrived on ``link`` while it owed no reply (the send lock
+        is held and no call waits, so nobody else reads).
+
+        Returns ``True`` if it was nothing after all, ``False`` if the server
+        closed the connection (now given up: the caller connects again).
+
+        Raises:
+            RemoteProtocolError: bytes nobody asked for (the link is given up).
+        """
+        conn = link.conn
+        try:
+            if not conn.buffered:
+                nbytes = await link.sock.recv_into(conn.get_buffer())
+                if link.error is not None:  # closed while the read yielded
+                    raise lib.connection_lost(str(link.error))
+                if nbytes:
+                    conn.buffer_updated(nbytes)  # raises: no reply is owed
+                else:
+                    conn.receive_data(b"")
+            event = conn.next_event()
+        except trio.Cancelled:
+            raise  # nothing was taken off the socket
+        except (OSError, trio.BrokenResourceError) as exc:
+            self._abandon(link, exc)  # reset while idle: the command has not left
+            return False
+        except BaseException as exc:
+            self._abandon(link, exc)
+            raise
+        if event is bp.NEED_DATA:
+            return True
+        self._abandon(link, lib.connection_lost("the server closed the connection while idle"))
+        return False
+
     async def _read_one(self, link: _Link) -> None:
-        """Read the next event and hand it to the oldest waiting call."""
+        """Read the next event and hand it to the oldest waiting call.
+
+        Every read yields to other tasks, and one of them may give the link up
+        meanwhile (``close()``, a cancelled reserve): then what was read
+        belongs to nobody, and this call fails like the others.
+        """
         conn = link.conn
         try:
             event = conn.next_event() if conn.buffered else bp.NEED_DATA
             while event is bp.NEED_DATA:
                 nbytes = await link.sock.recv_into(conn.get_buffer())
+                if link.error is not None:
+                    raise lib.connection_lost(str(link.error))
                 if nbytes:
                     conn.buffer_updated(nbytes)
                 else:
@@ -254,6 +368,8 @@ class Client(Reconnecting[_Link], AsyncAPI[TBody]):
         except BaseException as exc:
             if link.error is not None:
                 # Closed under us (close(), a cancelled reserve in another task).
+                if isinstance(exc, ConnectionError) and not isinstance(exc, bp.Error):
+                    raise
                 raise lib.connection_lost(str(link.error)) from exc
             self._abandon(link, exc)
             raise
@@ -282,27 +398,55 @@ async def _open_tcp(host: str, port: int) -> trio.socket.SocketType:
     raise error or OSError(f"no address found for {host!r}")
 
 
+class _NothingSent(Exception):
+    """:func:`_send_all` failed before writing a byte; ``error`` is why."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(error)
+        self.error = error
+
+
 async def _send_all(sock: trio.socket.SocketType, data: Any) -> None:
     """Write every byte of ``data`` (bytes, or a list of parts, in order);
     parts go out in vectored writes, so a large body is never joined to its
-    command line."""
+    command line.
+
+    Raises:
+        _NothingSent: the first write failed (or was cancelled: trio raises
+            a cancellation before the write, or while waiting for room, never
+            after bytes went out), so not one byte of ``data`` left.
+    """
     if type(data) is bytes:
-        sent = await sock.send(data)  # a whole command, nearly always
+        try:
+            sent = await sock.send(data)  # a whole command, nearly always
+        except BaseException as exc:
+            raise _NothingSent(exc) from None
         if sent == len(data):
             return
         views = [memoryview(data)[sent:]]
     else:
         views = [memoryview(part).cast("B") for part in data]
+        try:
+            sent = await sock.sendmsg(views)
+        except BaseException as exc:
+            raise _NothingSent(exc) from None
+        views = _advance(views, sent)
     while views:
         if len(views) == 1:
             sent = await sock.send(views[0])
         else:
             sent = await sock.sendmsg(views)
-        while sent:
-            if sent >= len(views[0]):
-                sent -= len(views.pop(0))
-            else:
-                views[0] = views[0][sent:]
-                sent = 0
-        while views and not views[0]:
-            views.pop(0)
+        views = _advance(views, sent)
+
+
+def _advance(views: list[memoryview], sent: int) -> list[memoryview]:
+    """What is left of ``views`` after ``sent`` bytes of them were written."""
+    while sent:
+        if sent >= len(views[0]):
+            sent -= len(views.pop(0))
+        else:
+            views[0] = views[0][sent:]
+            sent = 0
+    while views and not views[0]:
+        views.pop(0)
+    return views
