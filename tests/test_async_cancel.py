@@ -12,6 +12,7 @@ Both clients, over TCP and a unix socket, against a real beanstalkd.
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -22,7 +23,7 @@ from tools.beanstalkd import Server
 import beanproto
 from beanproto.errors import TimedOutError
 from conftest import address_of
-from test_async_clients import AsyncClient, Backend, backend
+from test_async_clients import Backend, backend
 
 __all__ = ["backend"]  # the fixture, imported to be used here
 
@@ -112,17 +113,14 @@ def test_puts_against_reserves_cancelled_at_any_time(
             async def put_many() -> int:
                 failed = 0
                 for n in range(STRESS_ROUNDS):
-                    failed += await _tolerated(lambda: client.put(f"job {n}"))
+                    failed += await _tolerated(functools.partial(client.put, f"job {n}"))
                 return failed
 
             async def reserve_many() -> int:
                 failed = 0
                 for _ in range(STRESS_ROUNDS):
                     delay = chance.uniform(0, 0.0003)
-
-                    async def reserve(client: AsyncClient = client) -> None:
-                        await backend.cancelled_after(delay, client.reserve)
-
+                    reserve = functools.partial(backend.cancelled_after, delay, client.reserve)
                     failed += await _tolerated(reserve)
                 return failed
 
