@@ -4,9 +4,12 @@ greenstalk's ``tests/test_greenstalk.py`` (tag v2.1.1) is the Python
 conformance suite of the beanstalkd protocol. beanproto_sync must pass its
 public-API tests unchanged, but that file cannot be fetched when our tests
 run, so this module restates every behaviour those tests check, in our own
-words: one test here per upstream test, named after what it checks (the
-upstream name in its docstring). The six upstream tests of greenstalk's
-private ``_parse_response`` / ``_parse_chunk`` are left out.
+words: each upstream test has a test here (two for ``test_delays``, one for
+both repr tests), named after what it checks, with the upstream name in its
+docstring; a few tests go further (any binary body, bytes on a text client).
+The six upstream tests of greenstalk's private ``_parse_response`` /
+``_parse_chunk`` are left out (tests/test_sync_errors.py checks the same
+replies through the public API with a scripted peer).
 
 Each check is a scenario run twice through :mod:`side_by_side`: once with
 greenstalk 2.1.1 itself and once with ``beanproto_sync``, and the two must
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import time
 import typing
@@ -587,6 +591,8 @@ def test_stats_of_a_fresh_server(pair: SideBySide) -> None:
         for key in ("binlog-max-size", "id", "hostname"):
             assert key in stats, key
         assert stats["total-connections"] >= 1
+        for key in ("rusage-utime", "rusage-stime"):  # the server's "%d.%06d", as text
+            assert re.fullmatch(r"[0-9]+\.[0-9]{6}", stats[key]), (key, stats[key])
     assert set(ours) == set(theirs)
     declared = declared_types(greenstalk.Stats)
     assert set(declared) >= set(ours)
