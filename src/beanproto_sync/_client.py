@@ -40,7 +40,7 @@ import select
 import socket
 import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Union, overload
 
 import beanproto as bp
@@ -110,7 +110,8 @@ class _Link:
         # socket (not ssl.SSLSocket, whose readable bytes may be no data).
         plain = type(sock) is socket.socket
         self.vectored = plain and hasattr(sock, "sendmsg")
-        self.poll: Any = None
+        #: ``poll(0)`` is true when bytes (or an end of file) wait to be read.
+        self.poll: Callable[[float], object] = _maybe_readable
         if plain:
             if hasattr(select, "epoll"):
                 poller: Any = select.epoll(1)
@@ -125,21 +126,23 @@ class _Link:
         """Read what arrived while no reply was owed, without waiting: ``None``
         if nothing did, else the count of bytes now in the core's buffer
         (``0``: the server closed the connection)."""
-        poll = self.poll
-        if poll is not None:
-            if not poll(0):
-                return None
-            try:
-                return self.sock.recv_into(self.conn.get_buffer())
-            except ConnectionResetError:
-                return 0
-        return _read_idle_slow(self.sock, self.conn)
+        if self.poll is _maybe_readable:
+            return _read_idle_slow(self.sock, self.conn)
+        try:
+            return self.sock.recv_into(self.conn.get_buffer())
+        except ConnectionResetError:
+            return 0
 
     def close(self) -> None:
-        poll = self.poll
-        if poll is not None:
-            poll.__self__.close()
+        poller = getattr(self.poll, "__self__", None)
+        if poller is not None:
+            poller.close()
         self.sock.close()
+
+
+def _maybe_readable(timeout: float) -> bool:
+    """``poll`` for sockets without a cheap readiness check: always look."""
+    return True
 
 
 def _read_idle_slow(sock: socket.socket, conn: bp.Connection) -> int | None:
@@ -243,11 +246,8 @@ class Client(SyncAPI[TBody]):
             if self._unusable is not None or link is None:
                 raise lib.connection_lost(self._unusable or "no connection")
             try:
-                if link.conn.buffered:
-                    link.conn.next_event()  # read ahead, no reply owed: RemoteProtocolError
-                nbytes = link.read_idle()
-                if nbytes is not None:
-                    link = self._after_idle(link, nbytes)
+                if link.conn.buffered or link.poll(0):
+                    link = self._after_idle(link)
                 if (
                     type(command) is bp.Put
                     and link.vectored
@@ -269,12 +269,18 @@ class Client(SyncAPI[TBody]):
                 self._link.close()  # close() from another thread came meanwhile
             lock.release()
 
-    def _after_idle(self, link: _Link, nbytes: int) -> _Link:
+    def _after_idle(self, link: _Link) -> _Link:
         """Deal with what arrived on an idle connection; return the link to
         send on (a new one if the server had closed this one)."""
+        conn = link.conn
+        if conn.buffered:
+            conn.next_event()  # read ahead, and no reply owed: RemoteProtocolError
+        nbytes = link.read_idle()
+        if nbytes is None:
+            return link  # nothing after all (a socket without a readiness check)
         if nbytes:
-            link.conn.buffer_updated(nbytes)  # no reply owed: RemoteProtocolError
-            link.conn.next_event()
+            conn.buffer_updated(nbytes)  # no reply owed: RemoteProtocolError
+            conn.next_event()
         if isinstance(self._target, socket.socket):
             raise lib.connection_lost(
                 "the server closed the connection while it was idle "
