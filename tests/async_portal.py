@@ -15,6 +15,7 @@ closing a portal checks that no task was left behind and joins its thread.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 import inspect
 import threading
@@ -66,11 +67,16 @@ class AsyncioPortal(Portal):
         await self._stop
 
     def call(self, fn: Callable[[], Awaitable[T]]) -> T:
-        async def bounded() -> T:
-            return await asyncio.wait_for(fn(), CALL_TIMEOUT)  # 3.10 has no asyncio.timeout
+        async def run() -> T:
+            return await fn()
 
         assert self._loop is not None
-        return asyncio.run_coroutine_threadsafe(bounded(), self._loop).result()
+        future = asyncio.run_coroutine_threadsafe(run(), self._loop)
+        try:
+            return future.result(CALL_TIMEOUT)
+        except concurrent.futures.TimeoutError:
+            future.cancel()  # cancels the task on the loop
+            raise
 
     async def _other_tasks(self) -> list[asyncio.Task[Any]]:
         mine = (asyncio.current_task(), self._main_task)

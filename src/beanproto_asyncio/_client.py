@@ -26,6 +26,20 @@ waiting on that connection fail with :class:`ConnectionError` (their commands
 may or may not have run); the next call connects again and restores the
 ``use`` and ``watch`` tubes.
 
+Large bodies
+------------
+``transport.write`` keeps what the socket does not take at once, and before
+Python 3.12 it copies that into its own buffer: a 1 GiB body written in one
+call would cost another 1 GiB (and a third, transient, for the slice). So a
+body larger than :data:`_CHUNK` is written a chunk (a ``memoryview`` slice:
+no copy) at a time, each chunk only once the transport has drained below its
+low-water mark (``pause_writing`` / ``resume_writing``): the client holds at
+most about one chunk beyond the caller's body. Meanwhile other calls wait
+before sending (the whole ``put`` goes out before the next command's first
+byte). A ``put`` cancelled in the middle of its body has left part of its
+command on the wire, so its connection is given up (calls waiting on it fail
+with :class:`ConnectionError`; the next call connects again).
+
 A ``reserve()`` that waits on the server holds up every command sent after it
 on the same connection: beanstalkd serves one connection's commands one at a
 time. Give each consumer task its own client, or use ``reserve(timeout=...)``.
@@ -50,6 +64,13 @@ __all__ = ["Client"]
 
 DEFAULT_TUBE = lib.DEFAULT_TUBE
 
+#: Bodies at least this large are written as parts (no join with the command
+#: line); larger than :data:`_CHUNK`, a chunk at a time.
+_PARTS_BODY = 32 * 1024
+
+#: The most of a body handed to the transport in one write.
+_CHUNK = 1024 * 1024
+
 
 class _Slot:
     """A call waiting for its reply."""
@@ -71,6 +92,9 @@ class _Link(asyncio.BufferedProtocol):
         self.transport: asyncio.Transport | None = None
         self.error: BaseException | None = None
         self._writable: asyncio.Future[None] | None = None
+        #: Set while a large ``put`` is written a chunk at a time: no other
+        #: command may start until it is done.
+        self.writing: asyncio.Future[None] | None = None
 
     # -- asyncio.BufferedProtocol ------------------------------------------------
 
@@ -126,9 +150,15 @@ class _Link(asyncio.BufferedProtocol):
     # -- the client's side -----------------------------------------------------
 
     async def writable(self) -> None:
-        """Wait while the transport's write buffer is over its high mark."""
-        if self._writable is not None:
-            await asyncio.shield(self._writable)
+        """Wait while the transport's write buffer is over its high mark, or
+        another call is in the middle of writing a large body."""
+        while self.error is None:
+            if self.writing is not None:
+                await asyncio.shield(self.writing)
+            elif self._writable is not None:
+                await asyncio.shield(self._writable)
+            else:
+                return
 
     def fail(self, error: BaseException) -> None:
         """Give the connection up: close it and fail every waiting call."""
@@ -145,6 +175,8 @@ class _Link(asyncio.BufferedProtocol):
         self.slots.clear()
         if self._writable is not None and not self._writable.done():
             self._writable.set_result(None)
+        if self.writing is not None and not self.writing.done():
+            self.writing.set_result(None)
         if self.transport is not None:
             self.transport.abort()
 
@@ -237,7 +269,7 @@ class Client(Reconnecting[_Link], AsyncAPI[TBody]):
     def _send(link: _Link, command: bp.Command) -> asyncio.Future[bp.Event]:
         transport = cast(asyncio.Transport, link.transport)
         conn = link.conn
-        if type(command) is bp.Put and len(command.body) >= 32 * 1024:
+        if type(command) is bp.Put and len(command.body) >= _PARTS_BODY:
             for part in conn.send_parts(command):
                 transport.write(part)  # each write tries the socket first: no join
         else:
@@ -252,10 +284,14 @@ class Client(Reconnecting[_Link], AsyncAPI[TBody]):
         link = self._link
         if link is None or link.error is not None:
             link = await self._current_link()
-        await link.writable()
-        if link.error is not None:
-            link = await self._current_link()
-        future = self._send(link, command)
+        while link.writing is not None or link._writable is not None:  # rare
+            await link.writable()
+            if link.error is not None:
+                link = await self._current_link()
+        if type(command) is bp.Put and len(command.body) > _CHUNK:
+            future = await self._send_large(link, command)
+        else:
+            future = self._send(link, command)
         try:
             return await future
         except asyncio.CancelledError:
@@ -264,3 +300,35 @@ class Client(Reconnecting[_Link], AsyncAPI[TBody]):
             if lib.abandon_needs_reset(command, event):
                 link.fail(lib.connection_lost("a reserve was cancelled"))
             raise
+
+    @staticmethod
+    async def _send_large(link: _Link, command: bp.Put) -> asyncio.Future[bp.Event]:
+        """Write a ``put`` with a large body a chunk at a time, waiting for
+        the transport to drain between chunks (see "Large bodies" above)."""
+        transport = cast(asyncio.Transport, link.transport)
+        loop = asyncio.get_running_loop()
+        head, body, tail = link.conn.send_parts(command)
+        future: asyncio.Future[bp.Event] = loop.create_future()
+        link.slots.append(_Slot(command, future))
+        writing = link.writing = loop.create_future()
+        try:
+            transport.write(head)
+            view = memoryview(body).cast("B")
+            for start in range(0, len(view), _CHUNK):
+                while link._writable is not None and link.error is None:
+                    await asyncio.shield(link._writable)
+                if link.error is not None:
+                    break  # failed meanwhile: the future holds why
+                transport.write(view[start : start + _CHUNK])
+            else:
+                transport.write(tail)
+        except BaseException:
+            # Part of the command is on the wire: the stream is lost.
+            future.cancel()  # nobody will wait for it
+            link.fail(lib.connection_lost("a put was cut off in the middle of its body"))
+            raise
+        finally:
+            link.writing = None
+            if not writing.done():
+                writing.set_result(None)
+        return future
