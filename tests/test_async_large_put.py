@@ -87,7 +87,8 @@ def peak_growth(kind: str, size: int, host: str, port: int) -> int:
     )
     assert done.returncode == 0, done.stderr
     figures = json.loads(done.stdout)
-    return (figures["after"] - figures["before"]) * 1024
+    growth_kb: int = figures["after"] - figures["before"]
+    return growth_kb * 1024
 
 
 @pytest.mark.integration
@@ -131,8 +132,8 @@ def test_put_cancelled_in_the_middle_of_its_body_gives_the_connection_up(
     peer.play([not_reading, then])
 
     async def body() -> None:
-        async with backend.client(peer.path, encoding=None) as client:
-            task = backend.start(lambda: client.put(b"x" * size))
+        async with backend.client(peer.path) as client:
+            task = backend.start(lambda: client.put("x" * size))
             await wait_for_event(backend, started)
             task.cancel()
             await task.join()
@@ -140,7 +141,7 @@ def test_put_cancelled_in_the_middle_of_its_body_gives_the_connection_up(
             cut.set()
             # A new connection: the rest of the body is not sent, and this
             # command is not taken for part of it.
-            assert await client.put(b"next") == 7
+            assert await client.put("next") == 7
 
     backend.run(body)
     peer.close()
