@@ -7,12 +7,20 @@ the ``reserve-with-timeout`` limit of beanstalkd 1.13.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import math
+import mmap
+from collections.abc import Iterator
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import beanproto as bp
-from beanproto._commands import make_with_id
+import beanproto_sync
+from beanproto import _commands, _validate
+from beanproto._commands import make_put, make_with_id
 from core_helpers import ALL_COMMAND_TYPES, SAMPLE_COMMANDS
 
 ID_COMMANDS = (bp.ReserveJob, bp.Delete, bp.Touch, bp.Peek, bp.KickJob, bp.StatsJob)
@@ -68,3 +76,153 @@ def test_commands_stay_frozen(command_type: type[bp.Command]) -> None:
         with pytest.raises(dataclasses.FrozenInstanceError):
             setattr(command, field.name, getattr(command, field.name))
     assert dataclasses.replace(command) == command  # type: ignore[type-var]
+
+
+# -- bodies of 2**32 bytes or more ----------------------------------------------
+
+
+class Huge:
+    """A body of ``2**32`` bytes that costs no memory, behind a short repr:
+    a failing test must not print (and so touch) four gigabytes.
+
+    ``view`` is a memoryview of anonymous mmap pages, which are only
+    allocated when touched; ``data`` a real ``bytes`` (for the ``bytes`` hot
+    path), which CPython allocates with calloc, so its zero pages stay
+    untouched too.
+    """
+
+    def __init__(self) -> None:
+        self._area = mmap.mmap(-1, 2**32)
+        self.view = memoryview(self._area)
+        self._data: bytes | None = None
+
+    @property
+    def data(self) -> bytes:
+        if self._data is None:
+            try:
+                self._data = bytes(2**32)
+            except MemoryError:  # pragma: no cover - a machine that does not overcommit
+                pytest.skip("cannot reserve 4 GiB of address space")
+        return self._data
+
+    def __repr__(self) -> str:
+        return "<2**32 bytes>"
+
+    def close(self) -> None:
+        self.view.release()
+        with contextlib.suppress(BufferError):  # a failed test's traceback holds a view
+            self._area.close()
+
+
+@pytest.fixture(scope="module")
+def huge() -> Iterator[Huge]:
+    bodies = Huge()
+    try:
+        yield bodies
+    finally:
+        bodies.close()
+
+
+def test_the_limit_is_the_32_bit_count() -> None:
+    assert bp.MAX_BODY_SIZE == 2**32 - 1
+
+
+@pytest.mark.parametrize("cut", [0, 1, 2], ids=["2**32", "2**32-1", "2**32-2"])
+def test_put_refuses_a_body_the_server_would_run_as_commands(huge: Huge, cut: int) -> None:
+    size = 2**32 - cut
+    if size >= 2**32:
+        with pytest.raises(bp.ArgumentError, match="4294967295"):
+            bp.Put(body=huge.view[:size])
+        with pytest.raises(bp.ArgumentError):
+            make_put(huge.view[:size], 0, 0, 60)
+    else:
+        assert len(bp.Put(body=huge.view[:size]).body) == size
+        assert len(make_put(huge.view[:size], 0, 0, 60).body) == size
+
+
+def test_put_refuses_a_long_memoryview_of_wider_items(huge: Huge) -> None:
+    # 2**30 items of 4 bytes: the count on the wire is bytes, not items.
+    wide = huge.view.cast("I")
+    assert len(wide) == 2**30
+    with pytest.raises(bp.ArgumentError):
+        bp.Put(body=wide)
+    with pytest.raises(bp.ArgumentError):
+        make_put(wide, 0, 0, 60)
+    wide.release()
+
+
+def test_the_bytes_hot_path_checks_the_size_too(huge: Huge) -> None:
+    with pytest.raises(bp.ArgumentError):
+        make_put(huge.data, 0, 0, 60)
+    with pytest.raises(bp.ArgumentError):
+        bp.Put(body=huge.data)
+
+
+def test_the_bytes_hot_path_compares_with_the_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The same check at a size a test can afford to send: the limit is read
+    # from the module, so lowering it shows where the boundary lies.
+    monkeypatch.setattr(_commands, "MAX_BODY_SIZE", 4)
+    assert make_put(b"four", 1, 2, 3) == bp.Put(body=b"four", priority=1, delay=2, ttr=3)
+    monkeypatch.setattr(_validate, "MAX_BODY_SIZE", 4)
+    with pytest.raises(bp.ArgumentError):
+        make_put(b"five!", 1, 2, 3)
+
+
+def test_nothing_is_queued_for_a_refused_body(huge: Huge) -> None:
+    conn = bp.Connection()
+    with pytest.raises(bp.ArgumentError):
+        conn.send(bp.Put(body=huge.view))
+    assert conn.pending == 0
+    assert conn.send(bp.Put(body=b"ok")) == b"put 65536 0 60 2\r\nok\r\n"
+
+
+# -- reserve-with-timeout above 2**31-1 ------------------------------------------
+
+
+def test_reserve_timeout_limit_is_beanstalkd_113s() -> None:
+    assert bp.MAX_RESERVE_TIMEOUT == 2**31 - 1
+    wire = bp.ReserveWithTimeout(timeout=2**31 - 1).wire()
+    assert wire == b"reserve-with-timeout 2147483647\r\n"
+
+
+@pytest.mark.parametrize("timeout", [2**31, 2**31 - 0.5, 2**32 - 1, 2**32], ids=repr)
+def test_reserve_timeout_above_the_limit_is_refused(timeout: float) -> None:
+    with pytest.raises(bp.ArgumentError, match="2147483647"):
+        bp.ReserveWithTimeout(timeout=timeout)  # type: ignore[arg-type]
+
+
+@given(st.integers(0, 2**31 - 1) | st.floats(0, 2**31 - 1))
+def test_reserve_timeout_within_the_limit_is_kept(timeout: float) -> None:
+    command = bp.ReserveWithTimeout(timeout=timeout)  # type: ignore[arg-type]
+    assert command.timeout == math.ceil(timeout)
+    assert command.timeout < 2**31
+
+
+# -- through every client, against a real server ------------------------------
+
+
+def test_clients_refuse_a_huge_body_and_stay_usable(
+    raw_client: beanproto_sync.Client[bytes], huge: Huge
+) -> None:
+    with pytest.raises(bp.ArgumentError):
+        raw_client.put(huge.view)  # type: ignore[arg-type]
+    job_id = raw_client.put(b"after")
+    assert raw_client.reserve(timeout=0).id == job_id
+    assert raw_client.using() == raw_client.watching()[0]
+
+
+def test_clients_refuse_a_huge_bytes_body(
+    raw_client: beanproto_sync.Client[bytes], huge: Huge
+) -> None:
+    with pytest.raises(bp.ArgumentError):
+        raw_client.put(huge.data)
+    assert raw_client.put(b"after") > 0
+
+
+def test_clients_refuse_a_reserve_timeout_above_the_limit(
+    client: beanproto_sync.Client[str],
+) -> None:
+    with pytest.raises(bp.ArgumentError):
+        client.reserve(timeout=2**31)
+    job_id = client.put("x")
+    assert client.reserve(timeout=0).id == job_id

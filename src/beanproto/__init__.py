@@ -76,7 +76,13 @@ from ._events import (
 from ._stats import Stats as StatsDict
 from ._stats import StatsJob as StatsJobDict
 from ._stats import StatsTube as StatsTubeDict
-from ._validate import MAX_NAME_LENGTH, MAX_UINT32, MAX_UINT64
+from ._validate import (
+    MAX_BODY_SIZE,
+    MAX_NAME_LENGTH,
+    MAX_RESERVE_TIMEOUT,
+    MAX_UINT32,
+    MAX_UINT64,
+)
 from .errors import (
     ArgumentError,
     ArgumentTypeError,
@@ -165,7 +171,9 @@ __all__ = [
     "DEFAULT_PRIORITY",
     "DEFAULT_DELAY",
     "DEFAULT_TTR",
+    "MAX_BODY_SIZE",
     "MAX_NAME_LENGTH",
+    "MAX_RESERVE_TIMEOUT",
     "MAX_UINT32",
     "MAX_UINT64",
 ]

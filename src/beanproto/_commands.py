@@ -11,7 +11,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, TypeVar, cast
 
-from ._validate import MAX_UINT32, MAX_UINT64, check_body, check_int, check_seconds, check_tube
+from ._validate import (
+    MAX_BODY_SIZE,
+    MAX_RESERVE_TIMEOUT,
+    MAX_UINT32,
+    MAX_UINT64,
+    check_body,
+    check_body_size,
+    check_int,
+    check_seconds,
+    check_tube,
+)
 
 __all__ = [
     "Command",
@@ -120,6 +130,7 @@ class Put(Command):
             body = check_body(self.body)
             if body is not self.body:
                 object.__setattr__(self, "body", body)
+        check_body_size(len(self.body))
         priority, delay, ttr = self.priority, self.delay, self.ttr
         if not (
             type(priority) is int
@@ -160,13 +171,14 @@ class Reserve(Command):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReserveWithTimeout(Command):
-    """``reserve-with-timeout <seconds>``: wait at most ``timeout`` seconds."""
+    """``reserve-with-timeout <seconds>``: wait at most ``timeout`` seconds
+    (at most ``MAX_RESERVE_TIMEOUT``, 2**31-1, which beanstalkd 1.13 enforces)."""
 
     verb: ClassVar[bytes] = b"reserve-with-timeout"
     timeout: int
 
     def __post_init__(self) -> None:
-        _seconds(self, "timeout")
+        _store(self, "timeout", check_seconds(self.timeout, "timeout", MAX_RESERVE_TIMEOUT))
 
     def wire(self) -> bytes:
         return b"reserve-with-timeout %d\r\n" % self.timeout
@@ -406,13 +418,15 @@ _put_setters = tuple(getattr(Put, name).__set__ for name in ("body", "priority",
 def make_put(body: object, priority: int, delay: int, ttr: int) -> Put:
     """Build a :class:`Put` on the clients' hot path.
 
-    Valid common arguments (a ``bytes`` body, plain ``int`` values in range)
-    make the same frozen object as ``Put(...)`` without going through the
-    dataclass constructor; anything else goes through ``Put(...)``, so every
-    error is raised by the one set of checks there.
+    Valid common arguments (a ``bytes`` body no longer than
+    ``MAX_BODY_SIZE``, plain ``int`` values in range) make the same frozen
+    object as ``Put(...)`` without going through the dataclass constructor;
+    anything else goes through ``Put(...)``, so every error is raised by the
+    one set of checks there.
     """
     if (
         type(body) is bytes
+        and len(body) <= MAX_BODY_SIZE
         and type(priority) is int
         and type(delay) is int
         and type(ttr) is int

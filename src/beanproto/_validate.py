@@ -26,6 +26,14 @@ MAX_UINT32 = 2**32 - 1
 #: Job ids are unsigned 64-bit in beanstalkd.
 MAX_UINT64 = 2**64 - 1
 
+#: ``<bytes>`` of ``put`` is read as an unsigned 32-bit count: a longer body
+#: gets ``BAD_FORMAT``, after which the server reads the body as commands.
+MAX_BODY_SIZE = MAX_UINT32
+
+#: beanstalkd 1.13 refuses a ``reserve-with-timeout`` above a signed 32-bit
+#: int (1.12 takes it); the clients follow the stricter server.
+MAX_RESERVE_TIMEOUT = 2**31 - 1
+
 
 def name_error(raw: bytes) -> str | None:
     """Return why ``raw`` is not a valid name, or ``None`` if it is."""
@@ -71,7 +79,7 @@ def check_int(value: object, field: str, maximum: int) -> int:
     return value
 
 
-def check_seconds(value: object, field: str) -> int:
+def check_seconds(value: object, field: str, maximum: int = MAX_UINT32) -> int:
     """Validate a duration in whole seconds (``delay``, ``ttr``, ``timeout``).
 
     The protocol counts whole seconds. A ``float`` (greenstalk accepts one
@@ -84,11 +92,21 @@ def check_seconds(value: object, field: str) -> int:
                 f"{field} must be a finite, non-negative number of seconds, got {value}"
             )
         value = math.ceil(value)
-    return check_int(value, field, MAX_UINT32)
+    return check_int(value, field, maximum)
+
+
+def check_body_size(size: int) -> None:
+    """Refuse a body the server would take for commands (``MAX_BODY_SIZE``)."""
+    if size > MAX_BODY_SIZE:
+        raise ArgumentError(
+            f"body is {size} bytes long; beanstalkd reads at most {MAX_BODY_SIZE} "
+            "(the put command's <bytes> is a 32-bit count)"
+        )
 
 
 def check_body(value: object) -> bytes | bytearray | memoryview:
-    """Validate a job body: any contiguous bytes-like object of bytes."""
+    """Validate a job body: any contiguous bytes-like object of bytes. Its
+    size is checked apart (:func:`check_body_size`), for every type."""
     if isinstance(value, (bytes, bytearray)):
         return value
     if isinstance(value, memoryview):
