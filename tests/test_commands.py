@@ -78,7 +78,7 @@ def test_send_parts_joins_to_send(command: bp.Command, wire: bytes) -> None:
         (bp.Put(body=b"x", priority=0, delay=0, ttr=0), b"put 0 0 0 1\r\nx\r\n"),
         (bp.Delete(id=2**64 - 1), b"delete 18446744073709551615\r\n"),
         (bp.Delete(id=0), b"delete 0\r\n"),
-        (bp.ReserveWithTimeout(timeout=2**32 - 1), b"reserve-with-timeout 4294967295\r\n"),
+        (bp.ReserveWithTimeout(timeout=2**31 - 1), b"reserve-with-timeout 2147483647\r\n"),
         (bp.Kick(bound=0), b"kick 0\r\n"),
         (bp.Use(tube="a" * 200), b"use " + b"a" * 200 + b"\r\n"),
         (bp.PauseTube(tube="x", delay=0), b"pause-tube x 0\r\n"),
@@ -286,7 +286,6 @@ U32_FIELDS: list[tuple[str, Callable[[object], bp.Command]]] = [
     ("release priority", lambda v: bp.Release(id=1, priority=v)),  # type: ignore[arg-type]
     ("release delay", lambda v: bp.Release(id=1, delay=v)),  # type: ignore[arg-type]
     ("bury priority", lambda v: bp.Bury(id=1, priority=v)),  # type: ignore[arg-type]
-    ("reserve timeout", lambda v: bp.ReserveWithTimeout(timeout=v)),  # type: ignore[arg-type]
     ("kick bound", lambda v: bp.Kick(bound=v)),  # type: ignore[arg-type]
     ("pause delay", lambda v: bp.PauseTube(tube="t", delay=v)),  # type: ignore[arg-type]
 ]
@@ -302,9 +301,16 @@ ID_FIELDS: list[tuple[str, Callable[[object], bp.Command]]] = [
     ("stats-job", lambda v: bp.StatsJob(id=v)),  # type: ignore[arg-type]
 ]
 
-INT_FIELDS = [(name, make, bp.MAX_UINT32) for name, make in U32_FIELDS] + [
-    (name, make, bp.MAX_UINT64) for name, make in ID_FIELDS
+#: beanstalkd 1.13 refuses timeouts above a signed 32-bit int.
+TIMEOUT_FIELDS: list[tuple[str, Callable[[object], bp.Command]]] = [
+    ("reserve timeout", lambda v: bp.ReserveWithTimeout(timeout=v)),  # type: ignore[arg-type]
 ]
+
+INT_FIELDS = (
+    [(name, make, bp.MAX_UINT32) for name, make in U32_FIELDS]
+    + [(name, make, bp.MAX_RESERVE_TIMEOUT) for name, make in TIMEOUT_FIELDS]
+    + [(name, make, bp.MAX_UINT64) for name, make in ID_FIELDS]
+)
 INT_IDS = [name for name, _, _ in INT_FIELDS]
 
 
@@ -326,7 +332,7 @@ def test_integers_out_of_range_are_refused(
 
 
 def test_u32_fields_refuse_two_to_the_32() -> None:
-    for _, make in U32_FIELDS:
+    for _, make in U32_FIELDS + TIMEOUT_FIELDS:
         with pytest.raises(bp.ArgumentError):
             make(2**32)
 
@@ -373,9 +379,10 @@ def test_integers_of_wrong_type_are_refused(
     assert isinstance(info.value, bp.Error)
 
 
-@pytest.mark.parametrize(
-    ("name", "make"), [(n, m) for n, m in U32_FIELDS if n in SECONDS], ids=sorted(SECONDS)
-)
+DURATION_FIELDS = [(n, m) for n, m in U32_FIELDS + TIMEOUT_FIELDS if n in SECONDS]
+
+
+@pytest.mark.parametrize(("name", "make"), DURATION_FIELDS, ids=[n for n, _ in DURATION_FIELDS])
 def test_durations_take_floats_rounded_up(name: str, make: Callable[[object], bp.Command]) -> None:
     # greenstalk formats with %d, so timeout=0.5 became "do not wait at all".
     for given, sent in [(0.0, 0), (0.5, 1), (1.0, 1), (2.25, 3)]:

@@ -61,7 +61,7 @@ commands: st.SearchStrategy[bp.Command] = st.one_of(
     st.builds(bp.Put, body=bodies.map(bytearray)),
     st.builds(bp.Use, tube=tube_names),
     st.just(bp.Reserve()),
-    st.builds(bp.ReserveWithTimeout, timeout=u32),
+    st.builds(bp.ReserveWithTimeout, timeout=st.integers(0, bp.MAX_RESERVE_TIMEOUT)),
     st.builds(bp.ReserveJob, id=u64),
     st.builds(bp.Delete, id=u64),
     st.builds(bp.Release, id=u64, priority=u32, delay=u32),
