@@ -16,6 +16,7 @@ does not read, so the put is certainly cut off in the middle.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import select
@@ -146,3 +147,36 @@ def test_put_cancelled_in_the_middle_of_its_body_gives_the_connection_up(
     backend.run(body)
     peer.close()
     assert first_bytes and first_bytes[0] < size, "the whole put went out"
+
+
+@pytest.mark.integration
+def test_calls_of_other_tasks_wait_for_a_large_put(backend: Backend, transport: str) -> None:
+    """While a large body goes out a chunk at a time, other tasks' commands
+    wait: none is written into the middle of the body, and every call gets
+    its own reply."""
+    size = 24 * 1024 * 1024  # many chunks; the socket cannot take it at once
+    big = bytes(range(256)).decode("latin-1") * (size // 256)  # every byte value
+
+    with running_beanstalkd(unix_socket=transport == "unix", max_job_size=size) as server:
+        address = server.unix_path if server.unix_path is not None else server.address
+
+        async def body() -> None:
+            async with backend.client(address, encoding="latin-1") as client:
+                first = await client.put("first")
+
+                async def small(n: int) -> tuple[int, str]:
+                    jid = await client.put(f"small {n}")
+                    return jid, (await client.peek(jid)).body
+
+                big_task = backend.start(lambda: client.put(big))
+                smalls = [backend.start(functools.partial(small, n)) for n in range(20)]
+                for task in [big_task, *smalls]:
+                    await task.join()
+                    assert task.error is None, repr(task.error)
+                ids = {big_task.value} | {task.value[0] for task in smalls}
+                assert ids == set(range(first + 1, first + 22))
+                for n, task in enumerate(smalls):
+                    assert task.value[1] == f"small {n}"
+                assert (await client.peek(big_task.value)).body == big
+
+        backend.run(body)
