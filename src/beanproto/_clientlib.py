@@ -49,6 +49,7 @@ __all__ = [
     "RESERVING",
     "abandon_needs_reset",
     "check_setup",
+    "NO_ENCODING_MESSAGE",
 ]
 
 DEFAULT_TUBE = "default"
@@ -101,20 +102,22 @@ def expect(command: c.Command, event: e.Event, success: type[_E]) -> _E:
     raise error_for(command, event)
 
 
+#: greenstalk 2.1.1's exact text, which code written for it may compare.
+NO_ENCODING_MESSAGE = "Unable to encode string with no encoding set"
+
+
 def encode_body(body: object, encoding: str | None) -> bytes | bytearray | memoryview:
     """Turn a job body into bytes the way greenstalk does.
 
     ``str`` is encoded with ``encoding``; bytes-like bodies pass through.
-    A ``str`` with ``encoding=None`` is refused before anything is sent.
+    A ``str`` with ``encoding=None`` is refused before anything is sent, with
+    greenstalk's message (an :class:`ArgumentTypeError`, so a ``TypeError``).
     """
     if type(body) is str and encoding is not None:
         return body.encode(encoding)
     if isinstance(body, str):
         if encoding is None:
-            raise ArgumentTypeError(
-                "Unable to encode string with no encoding set: pass bytes, or "
-                "create the client with an encoding"
-            )
+            raise ArgumentTypeError(NO_ENCODING_MESSAGE)
         return body.encode(encoding)
     if isinstance(body, (bytes, bytearray, memoryview)):
         return body
@@ -175,9 +178,31 @@ def check_setup(commands: list[c.Command], events: list[e.Event]) -> None:
         expect(command, event, e.Using if type(command) is c.Use else e.Watching)
 
 
-def watch_list(watch: str | Iterable[str]) -> list[str]:
-    """The tubes a connection set up with ``watch`` ends up watching."""
-    return [watch] if isinstance(watch, str) else list(dict.fromkeys(watch))
+def watch_list(watch: object) -> list[str]:
+    """The tubes a connection set up with ``watch`` ends up watching: one
+    name, or an iterable of names (repeats dropped, order kept).
+
+    Raises:
+        ArgumentTypeError: ``watch`` is neither (``None``, a number, bytes …)
+            or holds something other than a ``str``. The names themselves
+            are checked by :func:`setup_commands`.
+    """
+    if isinstance(watch, str):
+        return [watch]
+    if isinstance(watch, (bytes, bytearray, memoryview)):
+        raise ArgumentTypeError(
+            f"watch must be a str or an iterable of str, not {type(watch).__name__}"
+        )
+    try:
+        tubes = list(watch)  # type: ignore[call-overload]
+    except TypeError:
+        raise ArgumentTypeError(
+            f"watch must be a str or an iterable of str, not {type(watch).__name__}"
+        ) from None
+    for tube in tubes:
+        if not isinstance(tube, str):
+            raise ArgumentTypeError(f"watch must hold str tube names, not {type(tube).__name__}")
+    return list(dict.fromkeys(tubes))
 
 
 def setup_commands(use: str, watch: str | Iterable[str]) -> list[c.Command]:

@@ -23,7 +23,10 @@ class Job(Generic[TBody]):
         self.body: TBody = body
 
     def __repr__(self) -> str:
-        return f"beanproto_sync.Job(id={self.id!r}, body={self.body!r})"
+        # One class serves the three client packages (a job reserved with one
+        # client may be deleted with another, and isinstance holds across
+        # them), so the repr names no package: it is the constructor call.
+        return f"Job(id={self.id!r}, body={self.body!r})"
 
 
 JobOrID = Union[Job[TBody], int]  # noqa: UP007 (runtime alias, as greenstalk)
