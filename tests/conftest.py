@@ -14,6 +14,12 @@ The ``flavor`` fixture is parametrized too: everything built on ``clients``,
 trio and asyncio clients, the async ones behind a blocking proxy
 (``tests/async_portal.py``). One set of test cases, three clients. A test
 that only makes sense for the blocking client says so with ``@sync_only``.
+
+Every test that uses a shared server is marked ``integration`` here; a test
+that starts its own server must carry the marker itself (it fails otherwise),
+so ``-m integration`` is exactly the tests that need beanstalkd: the test
+command runs those once per server version (``$BEANSTALKD``) and the rest
+once per Python.
 """
 
 from __future__ import annotations
@@ -24,7 +30,13 @@ from collections.abc import Iterable, Iterator
 from typing import Any, cast
 
 import pytest
-from tools.beanstalkd import Server, running_beanstalkd
+from tools.beanstalkd import (
+    Server,
+    beanstalkd_path,
+    beanstalkd_version,
+    forbid_servers,
+    running_beanstalkd,
+)
 
 import beanproto_asyncio
 import beanproto_sync
@@ -44,6 +56,35 @@ FLAVORS = ["sync", "trio", "asyncio"]
 
 #: For tests that only make sense for the blocking client (say why at the test).
 sync_only = pytest.mark.parametrize("flavor", ["sync"])
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """Which beanstalkd the integration tests talk to."""
+    try:
+        binary = beanstalkd_path()
+        return f"beanstalkd: {binary} (version {beanstalkd_version(binary)})"
+    except RuntimeError as exc:
+        return f"beanstalkd: unavailable ({exc})"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that uses a shared server as ``integration``."""
+    for item in items:
+        if "server_pool" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(autouse=True)
+def _servers_only_in_integration_tests(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test not marked ``integration`` may not start beanstalkd (see above)."""
+    if request.node.get_closest_marker("integration") is not None:
+        yield
+        return
+    with forbid_servers(
+        f"{request.node.nodeid} starts beanstalkd but is not marked integration: "
+        "add @pytest.mark.integration so it runs against every server version"
+    ):
+        yield
 
 
 class ServerPool:

@@ -3,11 +3,15 @@
 The server listens on a free loopback port (and, if asked, a unix socket),
 is known by its pid, and is stopped by that pid. Readiness is checked by
 connecting, never by sleeping a fixed time.
+
+Which binary runs is ``$BEANSTALKD`` (the test command sets it once per server
+version), else the one on ``PATH``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import signal
@@ -18,7 +22,17 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-__all__ = ["Server", "beanstalkd_path", "free_port", "running_beanstalkd"]
+__all__ = [
+    "Server",
+    "beanstalkd_path",
+    "beanstalkd_version",
+    "forbid_servers",
+    "free_port",
+    "running_beanstalkd",
+]
+
+#: When set, the reason starting a server is refused (see ``forbid_servers``).
+_forbidden: str | None = None
 
 
 @dataclass(frozen=True)
@@ -46,6 +60,40 @@ def beanstalkd_path() -> str:
             "beanstalkd is not installed: run scripts/bootstrap.sh, or apt-get install beanstalkd"
         )
     return path
+
+
+@functools.cache
+def _version_of(binary: str) -> str:
+    done = subprocess.run([binary, "-v"], capture_output=True, text=True, timeout=10, check=False)
+    words = done.stdout.split()
+    if done.returncode != 0 or len(words) != 2 or words[0] != "beanstalkd":
+        raise RuntimeError(
+            f"{binary} -v did not print 'beanstalkd <version>' (exit {done.returncode}): "
+            f"{(done.stdout + done.stderr).strip()!r}"
+        )
+    return words[1]
+
+
+def beanstalkd_version(binary: str | None = None) -> str:
+    """The version ``binary -v`` reports (``"1.12"``), by default of
+    ``beanstalkd_path()``: what the server's ``stats`` should say it is."""
+    return _version_of(binary or beanstalkd_path())
+
+
+@contextlib.contextmanager
+def forbid_servers(reason: str) -> Iterator[None]:
+    """Make ``running_beanstalkd`` raise ``RuntimeError(reason)`` inside the block.
+
+    The test fixtures wrap every test not marked ``integration`` in this, so
+    a test that starts a server without the marker fails at once instead of
+    silently skipping the per-server runs of the test command.
+    """
+    global _forbidden
+    previous, _forbidden = _forbidden, reason
+    try:
+        yield
+    finally:
+        _forbidden = previous
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -89,6 +137,8 @@ def running_beanstalkd(
         unix_socket: listen on a unix socket in a private directory instead of TCP.
         max_job_size: the ``-z`` option (bytes).
     """
+    if _forbidden is not None:
+        raise RuntimeError(_forbidden)
     binary = beanstalkd_path()
     with tempfile.TemporaryDirectory(prefix="beanproto-") as tmp:
         for _attempt in range(5):
