@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +123,41 @@ def test_stats_typed_dicts_have_greenstalks_keys(name: str) -> None:
     theirs = set(getattr(greenstalk, name).__annotations__)
     mine = set(getattr(beanproto_sync, name).__annotations__)
     assert mine == theirs
+
+
+@pytest.mark.parametrize("name", ["Stats", "StatsJob", "StatsTube"])
+def test_stats_typed_dicts_have_greenstalks_types(name: str) -> None:
+    # Each key's declared type, exactly: draining is Literal["true", "false"],
+    # rusage-* are str, names and ids str, counters int.
+    theirs = getattr(greenstalk, name).__annotations__
+    mine = getattr(beanproto_sync, name).__annotations__
+    assert mine == theirs
+
+
+def _declared(annotation: Any, value: object) -> bool:
+    """Whether ``value`` is of the type a greenstalk TypedDict declares."""
+    if typing.get_origin(annotation) is typing.Literal:
+        return value in typing.get_args(annotation)
+    return type(value) is annotation
+
+
+def test_every_client_returns_greenstalks_declared_types(
+    client: beanproto_sync.Client[str], tube: str
+) -> None:
+    job_id = client.put("x")
+    replies: list[tuple[Any, dict[str, Any]]] = [
+        (greenstalk.Stats, dict(client.stats())),
+        (greenstalk.StatsTube, dict(client.stats_tube(tube))),
+        (greenstalk.StatsJob, dict(client.stats_job(job_id))),
+    ]
+    for typed_dict, data in replies:
+        declared = typed_dict.__annotations__
+        wrong = {k: v for k, v in data.items() if k in declared and not _declared(declared[k], v)}
+        assert not wrong, (typed_dict.__name__, wrong)
+    stats = replies[0][1]
+    assert stats["draining"] == "false"  # code written for greenstalk compares text
+    assert float(stats["rusage-utime"]) >= 0.0
+    assert stats["version"][:2] == "1."  # "1.12": a str, not a float
 
 
 def test_tbody_constraints() -> None:

@@ -170,12 +170,12 @@ def replies_to(draw: st.DrawFn, command: bp.Command) -> Reply:
         data = {"name": tube, "current-jobs-ready": ready}
         options = [(ok_reply(doc), bp.Ok(data=data)), not_found]
     elif kind is bp.Stats:
-        pid, draining = draw(u32), draw(st.booleans())
+        pid, draining = draw(u32), draw(st.sampled_from(["true", "false"]))
         doc = b'---\npid: %d\nversion: "1.12"\nrusage-utime: 0.250000\ndraining: %s\n' % (
             pid,
-            b"true" if draining else b"false",
+            draining.encode(),
         )
-        data = {"pid": pid, "version": "1.12", "rusage-utime": 0.25, "draining": draining}
+        data = {"pid": pid, "version": "1.12", "rusage-utime": "0.250000", "draining": draining}
         options = [(ok_reply(doc), bp.Ok(data=data))]
     elif kind in (bp.ListTubes, bp.ListTubesWatched):
         options = [tube_list()]

@@ -80,9 +80,9 @@ STATS_DATA: dict[str, bp.StatValue] = {
     "cmd-put": 12,
     "pid": 99,
     "version": "1.12",
-    "rusage-utime": 0.012,
-    "rusage-stime": 1.5,
-    "draining": False,
+    "rusage-utime": "0.012000",
+    "rusage-stime": "1.500000",
+    "draining": "false",
     "id": "0123456789abcdef",
     "hostname": "host",
 }

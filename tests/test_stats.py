@@ -7,6 +7,8 @@ what 1.13 writes (every string quoted).
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -112,15 +114,15 @@ _COUNTERS_112: dict[str, bp.StatValue] = {
 STATS_112_DATA: dict[str, bp.StatValue] = {
     **_COUNTERS_112,
     "version": "1.12",
-    "rusage-utime": 0.0,
-    "rusage-stime": 0.003189,
+    "rusage-utime": "0.000000",
+    "rusage-stime": "0.003189",
     "uptime": 0,
     "binlog-oldest-index": 0,
     "binlog-current-index": 0,
     "binlog-records-migrated": 0,
     "binlog-records-written": 0,
     "binlog-max-size": 10485760,
-    "draining": False,
+    "draining": "false",
     "id": "776045cde862884f",
     "hostname": "vm",
     "os": "#1 SMP PREEMPT_DYNAMIC @0",
@@ -135,7 +137,11 @@ STATS_113 = (
     .replace(b"platform: x86_64", b'platform: "x86_64"')
     .replace(b"draining: false", b"draining: true")
 )
-STATS_113_DATA: dict[str, bp.StatValue] = {**STATS_112_DATA, "version": "1.13", "draining": True}
+STATS_113_DATA: dict[str, bp.StatValue] = {
+    **STATS_112_DATA,
+    "version": "1.13",
+    "draining": "true",
+}
 
 STATS_JOB_112 = b"""---
 id: 1
@@ -325,11 +331,12 @@ def test_both_styles_alternating_give_the_same_types() -> None:
         (b'id: "0000"', "id", "0000"),
         (b"os: 6", "os", "6"),
         (b"platform: 64", "platform", "64"),
-        (b"rusage-utime: 0.000000", "rusage-utime", 0.0),
-        (b"rusage-utime: 12.500000", "rusage-utime", 12.5),
-        (b"rusage-stime: 3", "rusage-stime", 3.0),
-        (b"draining: true", "draining", True),
-        (b"draining: false", "draining", False),
+        (b"rusage-utime: 0.000000", "rusage-utime", "0.000000"),
+        (b"rusage-utime: 12.500000", "rusage-utime", "12.500000"),
+        (b"rusage-stime: 3", "rusage-stime", "3"),
+        (b"draining: true", "draining", "true"),
+        (b"draining: false", "draining", "false"),
+        (b'draining: "false"', "draining", "false"),
         (b"pid: 0", "pid", 0),
         (b"total-jobs: 18446744073709551615", "total-jobs", 2**64 - 1),
         (b"uptime: 1", "uptime", 1),
@@ -378,12 +385,18 @@ def test_unknown_keys_are_kept() -> None:
     data = ok_data(bp.Stats(), document)
     assert isinstance(data, dict)
     assert {k: data[k] for k in STATS_112_DATA} == STATS_112_DATA
-    # Unknown keys keep their value, as text (their type is not known).
-    assert data["cmd-reserve-job"] == "3"
-    assert data["future-thing"] == "hello"
-    assert data["future-quoted"] == "42"
-    job = ok_data(bp.StatsJob(id=1), b"---\nid: 1\nnew-counter: 9\n")
-    assert job == {"id": 1, "new-counter": "9"}
+    # Unknown keys are read as YAML (and greenstalk) read them: an unquoted
+    # integer is an int, anything else text; quoted is always text.
+    assert_same_types(
+        {k: data[k] for k in ("cmd-reserve-job", "future-thing", "future-quoted")},
+        {"cmd-reserve-job": 3, "future-thing": "hello", "future-quoted": "42"},
+    )
+    job = ok_data(bp.StatsJob(id=1), b"---\nid: 1\nnew-counter: 9\nnew-negative: -2\n")
+    assert isinstance(job, dict)
+    assert_same_types(job, {"id": 1, "new-counter": 9, "new-negative": -2})
+    odd = ok_data(bp.StatsTube(tube="t"), b"---\nnew-a: 1.5\nnew-b: -\nnew-c: 12x\n")
+    assert isinstance(odd, dict)
+    assert_same_types(odd, {"new-a": "1.5", "new-b": "-", "new-c": "12x"})
 
 
 def test_quoted_strings_are_unescaped() -> None:
@@ -438,8 +451,8 @@ def test_a_learnt_shape_still_checks_values() -> None:
     for _ in range(3):
         assert ok_data(bp.Stats(), good) == {
             "pid": 5,
-            "rusage-utime": 0.5,
-            "draining": False,
+            "rusage-utime": "0.5",
+            "draining": "false",
             "hostname": "vm",
         }
     ok_error(bp.Stats(), good.replace(b"pid: 5", b"pid: x"))
@@ -510,11 +523,10 @@ def stats_documents(draw: st.DrawFn) -> tuple[bytes, dict[str, bp.StatValue]]:
         elif key in _FLOAT_KEYS:
             whole, frac = draw(st.integers(0, 10**6)), draw(st.integers(0, 999999))
             raw = b"%d.%06d" % (whole, frac)
-            data[key] = float(raw)
+            data[key] = raw.decode()
         elif key == "draining":
-            flag = draw(st.booleans())
-            raw = b"true" if flag else b"false"
-            data[key] = flag
+            raw = draw(st.sampled_from([b"true", b"false"]))
+            data[key] = raw.decode()
         elif draw(st.booleans()):  # a string, quoted (1.13)
             text = draw(_any_text)
             escaped = text.replace("\\", "\\\\").replace('"', '\\"')
@@ -523,7 +535,9 @@ def stats_documents(draw: st.DrawFn) -> tuple[bytes, dict[str, bp.StatValue]]:
         else:  # a string, unquoted (1.12)
             text = draw(_plain_text)
             raw = text.encode()
-            data[key] = text
+            # A key of unknown type with an integer value is read as an int.
+            number = key in _UNKNOWN_KEYS and re.fullmatch("-?[0-9]{1,20}", text)
+            data[key] = int(text) if number else text
         lines.append(key.encode() + b": " + raw + b"\n")
     return b"---\n" + b"".join(lines), data
 
@@ -560,3 +574,33 @@ def test_any_tube_list_parses(names: list[str], quoted: bool) -> None:
     conn.send(bp.ListTubes())
     conn.receive_data(ok_reply(document))
     assert conn.next_event() == bp.Ok(data=names)
+
+
+# -- the richer typing, for code that wants it -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("document", "draining"), [(STATS_112, False), (STATS_113, True)], ids=["1.12", "1.13"]
+)
+def test_rich_stats_converts_the_three_text_keys(document: bytes, draining: bool) -> None:
+    data = ok_data(bp.Stats(), document)
+    assert isinstance(data, dict)
+    before = dict(data)
+    rich = bp.rich_stats(data)
+    assert rich["draining"] is draining
+    assert rich["rusage-utime"] == 0.0
+    assert rich["rusage-stime"] == 0.003189
+    assert type(rich["rusage-stime"]) is float
+    others = {
+        k: v for k, v in rich.items() if k not in ("draining", "rusage-utime", "rusage-stime")
+    }
+    assert others == {k: v for k, v in before.items() if k in others}
+    assert list(rich) == list(before)
+    assert data == before  # the parsed dict is left as it was
+
+
+def test_rich_stats_leaves_other_documents_alone() -> None:
+    tube = ok_data(bp.StatsTube(tube="t"), STATS_TUBE_112)
+    assert isinstance(tube, dict)
+    assert bp.rich_stats(tube) == tube
+    assert bp.rich_stats({}) == {}

@@ -76,6 +76,7 @@ from ._events import (
 from ._stats import Stats as StatsDict
 from ._stats import StatsJob as StatsJobDict
 from ._stats import StatsTube as StatsTubeDict
+from ._stats import rich_stats
 from ._validate import (
     MAX_BODY_SIZE,
     MAX_NAME_LENGTH,
@@ -159,6 +160,7 @@ __all__ = [
     "StatsDict",
     "StatsJobDict",
     "StatsTubeDict",
+    "rich_stats",
     # errors (the server-reply exceptions live in beanproto.errors)
     "Error",
     "LocalProtocolError",

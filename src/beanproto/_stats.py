@@ -10,21 +10,35 @@ beanstalkd writes two shapes (protocol sections "stats-job", "stats-tube",
 beanstalkd 1.12 quotes a few strings (``version: "1.12"``); 1.13 quotes
 every string. Both parse the same.
 
-Each key has a fixed type, chosen from the protocol document, not guessed from
-the value: counters are ``int``, ``rusage-*`` are ``float``, ``draining`` is
-``bool``, and names, ``version``, ``hostname``, ``os``, ``platform`` and the
-server ``id`` stay ``str`` even when they are all digits (a tube named ``123``
-stays ``"123"``). Keys the schema does not know are kept, as ``str``: their
-type is not known, and guessing from the value would make a key change type
-from one reply to the next.
+Each key has the type greenstalk 2.1.1 declares for it in its ``Stats``,
+``StatsJob`` and ``StatsTube`` TypedDicts, chosen from the key, never guessed
+from the value: counters are ``int``; ``draining`` is the text ``"true"`` or
+``"false"``; ``rusage-utime`` and ``rusage-stime`` are the server's decimal
+text; names, ``version``, ``hostname``, ``os``, ``platform`` and the server
+``id`` stay ``str`` even when they are all digits (a tube named ``123`` stays
+``"123"``). The values are still checked: ``draining`` must be one of its two
+words and ``rusage-*`` a decimal number, or the reply is a protocol error.
+:func:`rich_stats` gives ``bool`` and ``float`` for those three keys to code
+that prefers them, from the parsed dict (no second parse).
+
+A key the schema does not know (a newer server's) is read as YAML and
+greenstalk read it: an unquoted integer is an ``int``, anything else (quoted,
+or not an integer) a ``str``. A new counter is therefore an ``int``, and with
+1.13's quoting a new string is always a ``str``.
+
+The parse is linear in the document. The server writes its statistics with a
+fixed layout, so the layout of a document that looks like the server's (a
+few dozen keys, a few KiB) is learnt, once per kind of document, and later
+replies of that layout are read by one regular expression. A document that
+does not look like the server's is parsed line by line and never learnt.
 """
 
 from __future__ import annotations
 
 import operator
 import re
-from collections.abc import Callable
-from typing import Literal, TypedDict
+from collections.abc import Callable, Mapping
+from typing import Literal, NamedTuple, TypedDict, cast, get_args
 
 from ._events import StatValue
 from ._validate import name_error
@@ -38,6 +52,9 @@ __all__ = [
     "parse_stats_job",
     "parse_stats_tube",
     "parse_list",
+    "rich_stats",
+    "LEARN_MAX_BYTES",
+    "LEARN_MAX_UNKNOWN_KEYS",
 ]
 
 Stats = TypedDict(
@@ -81,15 +98,15 @@ Stats = TypedDict(
         "total-connections": int,
         "pid": int,
         "version": str,
-        "rusage-utime": float,
-        "rusage-stime": float,
+        "rusage-utime": str,
+        "rusage-stime": str,
         "uptime": int,
         "binlog-oldest-index": int,
         "binlog-current-index": int,
         "binlog-max-size": int,
         "binlog-records-written": int,
         "binlog-records-migrated": int,
-        "draining": bool,
+        "draining": Literal["true", "false"],
         "id": str,
         "hostname": str,
         "os": str,
@@ -97,7 +114,8 @@ Stats = TypedDict(
     },
     total=False,
 )
-"""Server statistics (``stats``). ``total=False``: servers differ in keys."""
+"""Server statistics (``stats``), typed as greenstalk 2.1.1 declares them.
+``total=False``: servers differ in keys (1.13 has some that 1.12 lacks)."""
 
 StatsJob = TypedDict(
     "StatsJob",
@@ -145,6 +163,11 @@ StatsTube = TypedDict(
 
 _Convert = Callable[[bytes], StatValue]
 
+#: A document is learnt (see ``_Plan``) only if it looks like the server's:
+#: beanstalkd's ``stats`` is about 1.5 KiB with some 50 keys, all known here.
+LEARN_MAX_BYTES = 8192
+LEARN_MAX_UNKNOWN_KEYS = 16
+
 
 def _fail(what: str, raw: bytes) -> RemoteProtocolError:
     return RemoteProtocolError(f"bad YAML in OK reply: {what}: {raw[:80]!r}")
@@ -157,18 +180,16 @@ def _to_int(raw: bytes) -> int:
     return int(raw)
 
 
-def _to_float(raw: bytes) -> float:
+def _to_decimal(raw: bytes) -> str:
     whole, dot, frac = raw.partition(b".")
     if not whole.isdigit() or (dot and not frac.isdigit()):
         raise _fail("expected a decimal number", raw)
-    return float(raw)
+    return raw.decode("ascii")
 
 
-def _to_bool(raw: bytes) -> bool:
-    if raw == b"true":
-        return True
-    if raw == b"false":
-        return False
+def _to_flag(raw: bytes) -> str:
+    if raw == b"true" or raw == b"false":
+        return raw.decode("ascii")
     raise _fail("expected true or false", raw)
 
 
@@ -176,40 +197,69 @@ def _to_str(raw: bytes) -> str:
     return raw.decode("utf-8", "replace")
 
 
-#: Per value type: the slow-path converter, and the fast-path pattern that
-#: matches a subset of what the converter accepts (see ``_Plan``).
-_KINDS: dict[type, tuple[_Convert, bytes]] = {
-    int: (_to_int, rb"(-?[0-9]{1,20})"),
-    float: (_to_float, rb"([0-9]+(?:\.[0-9]+)?)"),
-    bool: (_to_bool, rb"(true|false)"),
-    str: (_to_str, rb"([^\"\n]*)"),
-}
-_QUOTED_STR = rb'"([^"\\\n]*)"'
+def _to_scalar(raw: bytes) -> int | str:
+    """An unquoted value of a key the schema does not know: an integer if it
+    is one (as YAML and greenstalk read it), else text."""
+    digits = raw[1:] if raw[:1] == b"-" else raw
+    if digits.isdigit() and len(digits) <= 20:
+        return int(raw)
+    return raw.decode("utf-8", "replace")
+
+
+class _Kind(NamedTuple):
+    """How values of one type are read: the general converter, and the
+    fast-path pattern, which matches a subset of what the converter accepts
+    (unquoted) and captures what it is given."""
+
+    convert: _Convert
+    pattern: bytes
+
+
+_INT = _Kind(_to_int, rb"(-?[0-9]{1,20})")
+_DECIMAL = _Kind(_to_decimal, rb"([0-9]+(?:\.[0-9]+)?)")
+_FLAG = _Kind(_to_flag, rb"(true|false)")
+_STR = _Kind(_to_str, rb'([^"\n]*)')
+_QUOTED_STR = _Kind(_to_str, rb'"([^"\\\n]*)"')
+_UNKNOWN = _Kind(_to_scalar, rb'([^"\n]*)')
 
 
 class _Schema:
-    """The types of one kind of document's keys, and the fast plan learnt
-    from the last document of that kind."""
+    """How each key of one kind of document is read, and the fast plan
+    learnt from the last server-like document of that kind (one at most)."""
 
-    __slots__ = ("types", "plan")
+    __slots__ = ("kinds", "plan")
 
-    def __init__(self, typed_dict: type) -> None:
-        self.types: dict[bytes, type] = {
-            key.encode(): (t if isinstance(t, type) else str)  # Literal[...] of str
-            for key, t in typed_dict.__annotations__.items()
-        }
+    def __init__(self, typed_dict: type, decimal: tuple[str, ...] = ()) -> None:
+        self.kinds: dict[bytes, _Kind] = {}
+        for key, annotation in typed_dict.__annotations__.items():
+            if key in decimal:
+                kind = _DECIMAL
+            elif annotation is int:
+                kind = _INT
+            elif get_args(annotation) == ("true", "false"):
+                kind = _FLAG
+            else:  # str, or a Literal of names (a job's state)
+                kind = _STR
+            self.kinds[key.encode()] = kind
         self.plan: _Plan | None = None
+
+    def kind(self, key: bytes, quoted: bool) -> _Kind:
+        """The kind of ``key``'s value, as written (quoted or not)."""
+        kind = self.kinds.get(key)
+        if kind is None:
+            return _QUOTED_STR if quoted else _UNKNOWN
+        return _QUOTED_STR if quoted and kind is _STR else kind
 
 
 class _Plan:
     """A fast parser for documents with the same keys, in the same order and
     quoting, as one already parsed.
 
-    beanstalkd writes its statistics with a fixed format, so after the first
-    reply every later one is read by one regular expression (which also checks
-    every value's syntax) and a few C-level conversions. Whatever the pattern
-    does not match — a new key, different quoting, an escape, a bad value —
-    goes to the general parser, which gives the same result or the error.
+    One regular expression (which also checks every value's syntax) and a
+    few C-level conversions read the whole document. Whatever the pattern
+    does not match (a new key, different quoting, an escape, a bad value)
+    goes to the general parser, which gives the same result or the error:
+    each pattern accepts only values its converter reads the same way.
     """
 
     __slots__ = ("regex", "keys", "int_keys", "int_values", "others")
@@ -220,15 +270,12 @@ class _Plan:
         int_positions: list[int] = []
         self.others: list[tuple[str, int, _Convert]] = []
         for position, (key, quoted) in enumerate(lines):
-            kind = schema.types.get(key, str)
-            convert, pattern = _KINDS[kind]
-            if kind is str and quoted:
-                pattern = _QUOTED_STR
-            parts.append(re.escape(key) + b": " + pattern + b"\n")
-            if kind is int:
+            kind = schema.kind(key, quoted)
+            parts.append(re.escape(key) + b": " + kind.pattern + b"\n")
+            if kind is _INT:
                 int_positions.append(position)
             else:
-                self.others.append((self.keys[position], position, convert))
+                self.others.append((self.keys[position], position, kind.convert))
         self.regex = re.compile(b"".join(parts))
         self.int_keys = tuple(self.keys[i] for i in int_positions)
         self.int_values: Callable[[tuple[bytes, ...]], tuple[bytes, ...]] = (
@@ -249,7 +296,7 @@ class _Plan:
         return out
 
 
-_STATS = _Schema(Stats)
+_STATS = _Schema(Stats, decimal=("rusage-utime", "rusage-stime"))
 _STATS_JOB = _Schema(StatsJob)
 _STATS_TUBE = _Schema(StatsTube)
 
@@ -279,8 +326,10 @@ def _parse_dict(body: bytes, schema: _Schema) -> dict[str, StatValue]:
         if fast is not None:
             return fast
     out: dict[str, StatValue] = {}
-    shape: list[tuple[bytes, bool]] = []
-    escaped = False
+    # The layout is kept only while the document may still be learnt.
+    shape: list[tuple[bytes, bool]] | None = [] if len(body) <= LEARN_MAX_BYTES else None
+    unknown = 0
+    kinds = schema.kinds
     for line in _lines(body):
         key, sep, raw = line.partition(b": ")
         if not sep or not key:
@@ -289,14 +338,38 @@ def _parse_dict(body: bytes, schema: _Schema) -> dict[str, StatValue]:
         name = key.decode("ascii", "replace")
         if name in out:
             raise _fail("duplicate key", line)
-        out[name] = _KINDS[schema.types.get(key, str)][0](value)
-        escaped = escaped or b"\\" in raw
-        shape.append((key, quoted))
-    if not escaped:
-        # Learn this shape, if the fast parser reads this very document the same.
+        kind = kinds.get(key)
+        if kind is None:
+            unknown += 1
+            out[name] = _to_str(value) if quoted else _to_scalar(value)
+        else:
+            out[name] = kind.convert(value)
+        if shape is not None:
+            shape.append((key, quoted))
+    if shape is not None and unknown <= LEARN_MAX_UNKNOWN_KEYS:
+        # Learn this layout, if the fast parser reads this very document the same.
         candidate = _Plan(shape, schema)
         if candidate.parse(body) == out:
             schema.plan = candidate
+    return out
+
+
+def rich_stats(stats: Mapping[str, object]) -> dict[str, StatValue]:
+    """A copy of parsed statistics with ``draining`` as a ``bool`` and
+    ``rusage-utime`` / ``rusage-stime`` as ``float``.
+
+    The clients return greenstalk's types (the server's text for these
+    keys); this is for code that prefers Python's. It converts the parsed
+    dict, so it costs three look-ups, not a second parse.
+    """
+    out = cast("dict[str, StatValue]", dict(stats))
+    draining = out.get("draining")
+    if isinstance(draining, str):
+        out["draining"] = draining == "true"
+    for key in ("rusage-utime", "rusage-stime"):
+        value = out.get(key)
+        if isinstance(value, str):
+            out[key] = float(value)
     return out
 
 
