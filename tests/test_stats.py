@@ -536,8 +536,8 @@ def stats_documents(draw: st.DrawFn) -> tuple[bytes, dict[str, bp.StatValue]]:
             text = draw(_plain_text)
             raw = text.encode()
             # A key of unknown type with an integer value is read as an int.
-            number = key in _UNKNOWN_KEYS and re.fullmatch("-?[0-9]{1,20}", text)
-            data[key] = int(text) if number else text
+            integer = key in _UNKNOWN_KEYS and re.fullmatch("-?[0-9]{1,20}", text) is not None
+            data[key] = int(text) if integer else text
         lines.append(key.encode() + b": " + raw + b"\n")
     return b"---\n" + b"".join(lines), data
 
