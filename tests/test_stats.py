@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import beanproto as bp
+from beanproto import _stats
 from core_helpers import bytewise, feed_and_collect, feed_pieces, ok_reply
 
 # -- real documents ----------------------------------------------------------------
@@ -604,3 +605,23 @@ def test_rich_stats_leaves_other_documents_alone() -> None:
     assert isinstance(tube, dict)
     assert bp.rich_stats(tube) == tube
     assert bp.rich_stats({}) == {}
+
+
+def test_quoted_numbers_and_flags_get_the_fast_path_too() -> None:
+    # Should a server quote every value, its layout is still learnt, and a
+    # learnt layout gives what the line-by-line parser gives.
+    document = b'---\npid: "7"\ndraining: "true"\nrusage-utime: "0.5"\nversion: "1.13"\n'
+    expected: dict[str, bp.StatValue] = {
+        "pid": 7,
+        "draining": "true",
+        "rusage-utime": "0.5",
+        "version": "1.13",
+    }
+    for _ in range(3):
+        data = ok_data(bp.Stats(), document)
+        assert isinstance(data, dict)
+        assert_same_types(data, expected)
+    plan = _stats._STATS.plan
+    assert plan is not None
+    assert plan.parse(document) == expected
+    ok_error(bp.Stats(), document.replace(b'"7"', b'"x"'))

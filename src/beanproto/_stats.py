@@ -271,7 +271,10 @@ class _Plan:
         self.others: list[tuple[str, int, _Convert]] = []
         for position, (key, quoted) in enumerate(lines):
             kind = schema.kind(key, quoted)
-            parts.append(re.escape(key) + b": " + kind.pattern + b"\n")
+            pattern = kind.pattern
+            if quoted and kind is not _QUOTED_STR:  # a number or flag in quotes
+                pattern = b'"' + pattern + b'"'
+            parts.append(re.escape(key) + b": " + pattern + b"\n")
             if kind is _INT:
                 int_positions.append(position)
             else:
