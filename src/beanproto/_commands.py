@@ -130,7 +130,8 @@ class Put(Command):
             body = check_body(self.body)
             if body is not self.body:
                 object.__setattr__(self, "body", body)
-        check_body_size(len(self.body))
+        if len(self.body) > MAX_BODY_SIZE:
+            check_body_size(len(self.body))
         priority, delay, ttr = self.priority, self.delay, self.ttr
         if not (
             type(priority) is int

@@ -40,7 +40,9 @@ __all__ = [
     "StatValue",
 ]
 
-#: The type of one value in a ``stats``, ``stats-job`` or ``stats-tube`` reply.
+#: The type of one value in a ``stats``, ``stats-job`` or ``stats-tube`` reply
+#: (parsed replies hold ``int`` and ``str``; ``float`` and ``bool`` come from
+#: :func:`beanproto.rich_stats`).
 StatValue = Union[int, float, bool, str]  # noqa: UP007 (a runtime alias)
 
 
