@@ -87,3 +87,29 @@ def test_every_package_exports_the_same_job_class() -> None:
     assert repr(beanproto_trio.Job(id=456, body=b'{"user_id": 123}')) == (
         """Job(id=456, body=b'{"user_id": 123}')"""
     )
+
+
+def test_subclasses_repr_with_their_package() -> None:
+    # A compatibility module (say, ``greenstalk`` built on beanproto) that
+    # subclasses Job and Client reprs them under its own name, as greenstalk
+    # does; the classes themselves never claim another package.
+    namespace: dict[str, object] = {"__name__": "greenstalk"}
+    exec(
+        "import beanproto_sync\n"
+        "class Job(beanproto_sync.Job): pass\n"
+        "class Client(beanproto_sync.Client): pass\n",
+        namespace,
+    )
+    job_class: type[beanproto_sync.Job[bytes]] = namespace["Job"]  # type: ignore[assignment]
+    assert repr(job_class(id=456, body=b"x")) == "greenstalk.Job(id=456, body=b'x')"
+    client_class: Any = namespace["Client"]
+    assert client_class.__repr__(_fake_client(client_class)) == (
+        "greenstalk.Client(host='127.0.0.1', port=11300)"
+    )
+
+
+def _fake_client(cls: Any) -> Any:
+    """An instance with just the address, for the repr (no connection)."""
+    client = object.__new__(cls)
+    client._address = ("127.0.0.1", 11300)
+    return client

@@ -25,8 +25,12 @@ class Job(Generic[TBody]):
     def __repr__(self) -> str:
         # One class serves the three client packages (a job reserved with one
         # client may be deleted with another, and isinstance holds across
-        # them), so the repr names no package: it is the constructor call.
-        return f"Job(id={self.id!r}, body={self.body!r})"
+        # them), so its repr names no package: it is the constructor call. A
+        # subclass names its own package, as the clients' reprs do (so a
+        # ``greenstalk`` module built on beanproto reprs as greenstalk does).
+        cls = type(self)
+        name = "Job" if cls is Job else f"{cls.__module__.split('.')[0]}.{cls.__qualname__}"
+        return f"{name}(id={self.id!r}, body={self.body!r})"
 
 
 JobOrID = Union[Job[TBody], int]  # noqa: UP007 (runtime alias, as greenstalk)
