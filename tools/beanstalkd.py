@@ -104,12 +104,13 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def _wait_ready(
-    proc: subprocess.Popen[bytes], connect: tuple[int, object], deadline: float
+    proc: subprocess.Popen[bytes], connect: tuple[int, object], deadline: float, log: str
 ) -> None:
     family, address = connect
     while True:
         if proc.poll() is not None:
-            err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+            with open(log, errors="replace") as f:
+                err = f.read()
             raise RuntimeError(f"beanstalkd exited with {proc.returncode}: {err.strip()}")
         with socket.socket(family, socket.SOCK_STREAM) as sock:
             try:
@@ -153,12 +154,16 @@ def running_beanstalkd(
             if max_job_size is not None:
                 args += ["-z", str(max_job_size)]
             args += list(extra_args)
-            proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            # stderr goes to a file, never a pipe: beanstalkd 1.13 logs every
+            # client error, and a pipe nobody reads fills up and blocks it.
+            log = os.path.join(tmp, "beanstalkd.log")
+            with open(log, "wb") as log_file:
+                proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log_file)
             target: tuple[int, object] = (
                 (socket.AF_UNIX, unix_path) if unix_path else (socket.AF_INET, (host, port))
             )
             try:
-                _wait_ready(proc, target, time.monotonic() + startup_timeout)
+                _wait_ready(proc, target, time.monotonic() + startup_timeout, log)
             except RuntimeError:
                 proc.kill()
                 proc.wait()
@@ -178,5 +183,3 @@ def running_beanstalkd(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-            if proc.stderr:
-                proc.stderr.close()
