@@ -46,3 +46,49 @@ def test_sync_and_asyncio_clients_never_import_trio(baseline: set[str]) -> None:
 
 def test_the_check_itself_sees_trio() -> None:
     assert "trio" in modules_after("import beanproto_trio")
+
+
+#: Runs ``import beanproto_trio`` with ``trio`` (or one of its submodules)
+#: made unimportable, as if the extra were not installed.
+WITHOUT_TRIO = """
+import importlib.abc, json, sys
+
+class NoTrio(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "trio" or name.startswith("trio."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, NoTrio())
+try:
+    import beanproto_trio
+except ImportError as exc:
+    print(json.dumps([type(exc).__name__, exc.name, str(exc)]))
+else:
+    print(json.dumps(None))
+"""
+
+
+def test_trio_client_without_trio_says_to_install_the_extra() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", WITHOUT_TRIO], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    kind, name, message = json.loads(result.stdout)
+    assert kind == "ModuleNotFoundError"
+    assert name == "trio"
+    assert "pip install 'beanproto[trio]'" in message
+
+
+def test_a_missing_dependency_of_trio_is_not_reported_as_trio() -> None:
+    # trio importable, but something it imports is not: that error stays as it is.
+    script = WITHOUT_TRIO.replace(
+        'name == "trio" or name.startswith("trio.")', 'name == "trio._core"'
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    kind, name, message = json.loads(result.stdout)
+    assert (kind, name) == ("ModuleNotFoundError", "trio._core")
+    assert "beanproto[trio]" not in message

@@ -12,6 +12,17 @@ A cancelled call never leaves a stale reply behind (see the module
 ``beanproto_trio._client`` for exactly what cancellation does).
 """
 
+try:
+    import trio as _trio  # noqa: F401
+except ModuleNotFoundError as exc:  # trio is an optional extra
+    if exc.name != "trio":
+        raise  # trio is there but something it needs is not: that error says what
+    raise ModuleNotFoundError(
+        "beanproto_trio needs trio, which is not installed: pip install 'beanproto[trio]' "
+        "(or pip install trio)",
+        name="trio",
+    ) from exc
+
 from beanproto._public import *  # noqa: F403
 from beanproto._public import __all__ as _common
 
