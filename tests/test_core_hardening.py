@@ -226,3 +226,59 @@ def test_clients_refuse_a_reserve_timeout_above_the_limit(
         client.reserve(timeout=2**31)
     job_id = client.put("x")
     assert client.reserve(timeout=0).id == job_id
+
+
+class TestUnsend:
+    """``Connection.unsend``: a command whose write was cancelled before any
+    byte left is taken back, and the connection reads on as if it had never
+    been sent."""
+
+    def test_the_newest_command_is_taken_back(self) -> None:
+        conn = bp.Connection()
+        put = bp.Put(body=b"x")
+        conn.send(put)
+        stats = bp.Stats()
+        conn.send(stats)
+        conn.unsend(stats)
+        assert conn.pending_commands == (put,)
+        conn.receive_data(b"INSERTED 7\r\n")
+        assert conn.next_event() == bp.Inserted(id=7)
+        assert conn.pending == 0
+
+    def test_only_the_newest_command(self) -> None:
+        conn = bp.Connection()
+        put = bp.Put(body=b"x")
+        conn.send(put)
+        conn.send(bp.Stats())
+        with pytest.raises(bp.LocalProtocolError, match="newest"):
+            conn.unsend(put)
+        with pytest.raises(bp.LocalProtocolError):
+            bp.Connection().unsend(put)
+
+    def test_not_once_its_reply_has_begun(self) -> None:
+        conn = bp.Connection()
+        reserve = bp.Reserve()
+        conn.send(reserve)
+        conn.receive_data(b"RESERVED 1 5\r\nab")
+        assert conn.next_event() is bp.NEED_DATA
+        with pytest.raises(bp.LocalProtocolError, match="begun"):
+            conn.unsend(reserve)
+
+    def test_quit_taken_back_reopens(self) -> None:
+        conn = bp.Connection()
+        quit_ = bp.Quit()
+        conn.send(quit_)
+        states = [conn.state]
+        conn.unsend(quit_)
+        states.append(conn.state)
+        assert states == [bp.State.CLOSING, bp.State.OPEN]
+        conn.send(bp.Stats())
+        assert conn.pending == 1
+
+    def test_buffered_counts_unread_bytes(self) -> None:
+        conn = bp.Connection()
+        conn.send(bp.Delete(id=1))
+        conn.receive_data(b"DELETED\r\nextra")
+        assert conn.buffered == len(b"DELETED\r\nextra")
+        assert conn.next_event() == bp.Deleted()
+        assert conn.buffered == len(b"extra")

@@ -161,7 +161,8 @@ class Connection:
         When it is 0 and the connection is open, :meth:`next_event` has no
         event to give, so a loop may read from the transport before asking.
         """
-        return len(self._buffer)
+        buffer = self._buffer
+        return buffer._end - buffer._start  # (not len(): one call less on the hot path)
 
     @property
     def pending_commands(self) -> tuple[Command, ...]:
@@ -202,6 +203,25 @@ class Connection:
         if type(command) is Put:
             return [head, command.body, _CRLF]
         return [head]
+
+    def unsend(self, command: Command) -> None:
+        """Take back ``command``, the newest one sent, when none of its bytes
+        were written (the write was cancelled before it began): the
+        connection is then as if it had never been sent.
+
+        Raises:
+            LocalProtocolError: ``command`` is not the newest command sent, or
+                it already has its reply.
+        """
+        if type(command) is Quit and self._state is State.CLOSING:
+            self._state = State.OPEN
+            return
+        pending = self._pending
+        if not pending or pending[-1][0] is not command or self._state is State.ERROR:
+            raise LocalProtocolError(f"cannot unsend {command.verb.decode()}: not the newest sent")
+        if len(pending) == 1 and self._body is not None:
+            raise LocalProtocolError(f"cannot unsend {command.verb.decode()}: its reply has begun")
+        pending.pop()
 
     def _enqueue(self, command: Command) -> bytes:
         if self._state is not State.OPEN:

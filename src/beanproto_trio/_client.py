@@ -133,17 +133,9 @@ def _readiness_probe(sock: trio.socket.SocketType) -> Any:
 
 def _withdraw(link: _Link, slot: _Slot) -> None:
     """Take back the newest command, none of whose bytes were written: its
-    slot, and its place in the core's queue of commands owed a reply.
-
-    The core has no public way to do this yet; ``Connection._pending`` is
-    its queue of ``(command, reply table)`` pairs, newest last.
-    """
+    slot, and its place in the core's queue of commands owed a reply."""
     link.slots.remove(slot)
-    pending = link.conn._pending
-    if pending and pending[-1][0] is slot.command:
-        pending.pop()
-    else:  # pragma: no cover (the send lock makes it the newest)
-        raise AssertionError("the withdrawn command is not the newest")
+    link.conn.unsend(slot.command)
 
 
 class Client(Reconnecting[_Link], AsyncAPI[TBody]):
