@@ -26,6 +26,7 @@ import socket
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import trio
@@ -264,3 +265,46 @@ def test_server_closed_while_idle_on_a_socket_passed_in(
     backend.run(body)
     peer.close()
     assert [len(commands) for commands in peer.received] == [1]
+
+
+def test_a_server_closing_every_new_connection_is_not_retried_for_ever(
+    backend: Backend, peer: ScriptedPeer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    closed = [threading.Event(), threading.Event()]
+
+    def first(conn: PeerConnection) -> None:
+        assert peer.expect(conn).startswith(b"put ")
+        conn.reply(b"INSERTED 1\r\n")
+        conn.close()
+        closed[0].set()
+
+    def hang_up(conn: PeerConnection) -> None:
+        conn.close()  # a server (or a proxy with its backend down) that accepts and closes
+        closed[1].set()
+
+    peer.play([first, hang_up])
+    cls: Any = type(backend.client(peer.path))
+    connect = cls._connect
+    made = 0
+
+    async def slow_connect(self: Any) -> Any:
+        # The new connection's end of file arrives before the command is
+        # sent (on a real network: latency between connect and send).
+        nonlocal made
+        made += 1
+        if made > 1:
+            raise AssertionError("the client connected again, and would for ever")
+        link = await connect(self)
+        await wait_for_event(backend, closed[1])
+        return link
+
+    async def body() -> None:
+        async with backend.client(peer.path) as client:
+            assert await client.put("a") == 1
+            await wait_for_event(backend, closed[0])
+            monkeypatch.setattr(cls, "_connect", slow_connect)
+            with pytest.raises(ConnectionError, match="new connection"):
+                await client.put("b")
+
+    backend.run(body)
+    assert made == 1

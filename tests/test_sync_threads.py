@@ -13,6 +13,7 @@ through sleeps. Every wait is bounded.
 
 from __future__ import annotations
 
+import signal
 import socket
 import sys
 import threading
@@ -224,3 +225,93 @@ def test_a_failed_call_fails_the_threads_waiting_behind_it() -> None:
     finally:
         peer.client.close()
         peer.mine.close()
+
+
+class Interrupt(BaseException):
+    """What a signal handler raises, like ``KeyboardInterrupt``."""
+
+
+@pytest.fixture
+def interrupting_alarm() -> Iterator[None]:
+    def handler(signum: int, frame: object) -> None:
+        raise Interrupt
+
+    previous = signal.signal(signal.SIGALRM, handler)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def interrupted_at(call: Callable[[], object], n: int) -> bool:
+    """Run ``call``, raising :class:`Interrupt` as the ``n``-th C function
+    it calls returns (where a signal handler's exception lands, as after a
+    lock's ``acquire()``). Return whether the interrupt happened."""
+    seen = 0
+
+    def profile(frame: object, event: str, arg: object) -> None:
+        nonlocal seen
+        if event == "c_return":
+            seen += 1
+            if seen == n:
+                sys.setprofile(None)
+                raise Interrupt
+
+    sys.setprofile(profile)
+    try:
+        call()
+    except Interrupt:
+        return True
+    finally:
+        sys.setprofile(None)
+    return False
+
+
+@pytest.mark.parametrize("method", ["put", "stats", "reserve"])
+def test_an_interrupt_at_any_point_never_leaves_the_client_locked(tcp: Server, method: str) -> None:
+    # An exception from a signal handler (Ctrl-C) can land after any C call
+    # returns: the client must then be usable or raise ConnectionError, and
+    # never keep its lock (every later call, from any thread, would hang).
+    tube = new_tube()
+    client: Client[str] = Client(address_of(tcp), use=tube, watch=tube)
+    calls: dict[str, Callable[[], object]] = {
+        "put": lambda: client.put("x"),
+        "stats": lambda: client.stats(),
+        "reserve": lambda: client.reserve(timeout=0),
+    }
+    try:
+        n = 0
+        while True:
+            n += 1
+            assert n < 500, "the call never ran to its end"
+            client.put("ready")  # so that a reserve finds a job
+            if not interrupted_at(lambda: calls[method](), n):
+                break
+            assert not client._lock.locked(), f"lock left held by an interrupt at C call {n}"
+            try:
+                client.stats()
+            except ConnectionError:  # given up: the reply was owed
+                client.close()
+                client = Client(address_of(tcp), use=tube, watch=tube)
+    except beanproto_sync.TimedOutError:
+        pass
+    finally:
+        client.close()
+    assert n > 5
+
+
+@pytest.mark.usefixtures("interrupting_alarm")
+def test_close_from_a_signal_handler_ends_the_reserve_it_interrupted(
+    tcp: Server, shared: tuple[Client[str], str]
+) -> None:
+    client, _ = shared
+
+    def close_it(signum: int, frame: object) -> None:
+        client.close()  # as a SIGTERM handler of a worker does
+
+    signal.signal(signal.SIGALRM, close_it)
+    signal.setitimer(signal.ITIMER_REAL, 0.05)
+    with pytest.raises(ConnectionError):
+        client.reserve()  # waits: nothing is ready; the handler ends it
+    assert not client._lock.locked()

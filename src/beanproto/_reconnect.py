@@ -88,6 +88,8 @@ class Reconnecting(Generic[_L]):
             if self._closed:  # close() came while connecting
                 self._drop(link, lib.connection_lost("the client is closed"))
                 raise lib.connection_lost("the client is closed")
+            if link.error is not None:  # lost at once: a second try would loop
+                raise lib.connection_lost(f"the new connection failed at once: {link.error}")
             self._link = link
             return link
 

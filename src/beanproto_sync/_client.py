@@ -239,9 +239,11 @@ class Client(SyncAPI[TBody]):
     # -- the loop: the only place bytes move ---------------------------------
 
     def _request(self, command: bp.Command) -> bp.Event:
-        lock = self._lock
-        lock.acquire()
-        try:
+        if self._unusable is not None:
+            raise lib.connection_lost(self._unusable)
+        # ``with``, not acquire()/try: an exception from a signal handler
+        # (Ctrl-C) between the two would leave the lock held for ever.
+        with self._lock:
             link = self._link
             if self._unusable is not None or link is None:
                 raise lib.connection_lost(self._unusable or "no connection")
@@ -256,7 +258,7 @@ class Client(SyncAPI[TBody]):
                     _sendmsg_all(link.sock, link.conn.send_parts(command))
                 else:
                     link.sock.sendall(link.conn.send(command))
-                return self._read_event(link)
+                event = self._read_event(link)
             except BaseException as exc:
                 # Interrupted between sending and reading (a transport error, a
                 # protocol error, even KeyboardInterrupt), the reply still owed
@@ -264,10 +266,9 @@ class Client(SyncAPI[TBody]):
                 # up: the error propagates, and later calls raise ConnectionError.
                 self._abandon(link, exc)
                 raise
-        finally:
-            if self._unusable is not None and self._link is not None:
-                self._link.close()  # close() from another thread came meanwhile
-            lock.release()
+            if self._unusable is not None:
+                link.close()  # close() from another thread came meanwhile
+            return event
 
     def _after_idle(self, link: _Link) -> _Link:
         """Deal with what arrived on an idle connection; return the link to
@@ -317,23 +318,26 @@ class Client(SyncAPI[TBody]):
         """Close the connection. The client cannot be used afterwards.
 
         Jobs this client still holds reserved go back to the ready queue. It
-        may be called from any thread: a call waiting in another thread (a
-        ``reserve()``) then raises :class:`ConnectionError`.
+        may be called from any thread, and from a signal handler: a call in
+        progress (a ``reserve()`` waiting for a job) then ends at once with
+        :class:`ConnectionError`.
         """
         if self._unusable is None:
             self._unusable = "the client is closed"
         link = self._link
         if link is None:
             return
+        # Never wait for the lock: close() may interrupt the very call that
+        # holds it (a SIGTERM handler during a reserve).
         if self._lock.acquire(blocking=False):
             try:
                 link.close()
             finally:
                 self._lock.release()
         else:
-            # A call in another thread uses the socket: closing the file
-            # descriptor under it is unsafe (it could be reused), so wake it
-            # with a shutdown; its failure then closes the socket.
+            # A call uses the socket: closing its file descriptor under it is
+            # unsafe (it could be reused), so wake it with a shutdown; the
+            # call closes the socket as it ends.
             try:
                 link.sock.shutdown(socket.SHUT_RDWR)
             except OSError:

@@ -242,6 +242,7 @@ class Client(Reconnecting[_Link], AsyncAPI[TBody]):
             raise lib.connection_lost("the client is closed")
         slot = _Slot(command)
         send_lock = self._send_lock
+        reconnected = False
         while True:
             link = self._link
             if link is None or link.error is not None:
@@ -258,6 +259,11 @@ class Client(Reconnecting[_Link], AsyncAPI[TBody]):
                 conn = link.conn
                 if not link.slots and (conn.buffered or link.poll(0)):
                     if not await self._read_idle(link):
+                        if reconnected:  # the new connection too: do not loop
+                            raise lib.connection_lost(
+                                "the server closed a new connection before the command was sent"
+                            )
+                        reconnected = True
                         continue  # closed by the server while idle: connect again
                 # Raise a pending cancellation before the command is queued:
                 # from here to the first write, nothing yields.
