@@ -8,6 +8,8 @@ against a real beanstalkd (the ``client_factory`` fixtures).
 
 from __future__ import annotations
 
+import array
+import mmap
 from typing import Any
 
 import pytest
@@ -113,3 +115,17 @@ def _fake_client(cls: Any) -> Any:
     client = object.__new__(cls)
     client._address = ("127.0.0.1", 11300)
     return client
+
+
+@pytest.mark.integration
+def test_any_buffer_is_a_body(raw_client: beanproto_sync.Client[bytes]) -> None:
+    # greenstalk sends any bytes-like body; so do the clients, counted in bytes.
+    words = array.array("I", [1, 2, 3])
+    with mmap.mmap(-1, 5) as mapped:
+        mapped.write(b"mmap!")
+        for body, expected in [(words, words.tobytes()), (mapped, b"mmap!")]:
+            job_id = raw_client.put(body)  # type: ignore[arg-type]
+            assert raw_client.reserve(timeout=0).body == expected
+            raw_client.delete(job_id)
+    with pytest.raises(bp.ArgumentTypeError, match="bytes-like"):
+        raw_client.put(object())  # type: ignore[arg-type]

@@ -121,7 +121,14 @@ def encode_body(body: object, encoding: str | None) -> bytes | bytearray | memor
         return body.encode(encoding)
     if isinstance(body, (bytes, bytearray, memoryview)):
         return body
-    raise ArgumentTypeError(f"body must be str or bytes, not {type(body).__name__}")
+    try:
+        # Any other buffer (array.array, mmap, numpy arrays), as greenstalk
+        # sends them; the command checks it is contiguous and counts bytes.
+        return memoryview(body)  # type: ignore[arg-type]
+    except TypeError:
+        raise ArgumentTypeError(
+            f"body must be str or a bytes-like object, not {type(body).__name__}"
+        ) from None
 
 
 def decode_body(job_id: int, body: bytes, encoding: str | None) -> str | bytes:
