@@ -14,7 +14,6 @@ import select
 import signal
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 
@@ -23,6 +22,7 @@ from tools.beanstalkd import beanstalkd_path, free_port
 
 import beanproto
 from beanproto_sync import Client
+from test_sync_errors import ScriptedPeer
 
 pytestmark = pytest.mark.integration
 
@@ -35,70 +35,46 @@ def wait_readable(sock: socket.socket) -> None:
     assert ready, "nothing arrived"
 
 
-class Answering:
-    """A scripted server on one end of a socket pair: it answers each
-    ``put`` with ``INSERTED <n>`` as it arrives, and records what it got."""
-
-    def __init__(self) -> None:
-        self.mine, self.theirs = socket.socketpair()
-        self.mine.settimeout(BOUND)
-        self.theirs.settimeout(BOUND)
-        self.received = b""
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        n = 0
-        while True:
-            try:
-                chunk = self.mine.recv(65536)
-            except OSError:
-                return
-            if not chunk:
-                return
-            self.received += chunk
-            while self.received.count(b"\r\n") >= 2 * (n + 1):  # put line + body
-                n += 1
-                self.mine.sendall(b"INSERTED %d\r\n" % n)
-
-    def close(self) -> None:
-        self.theirs.close()
-        self._thread.join(BOUND)
-        self.mine.close()
-
-
 @pytest.fixture
-def answering() -> Iterator[Answering]:
-    peer = Answering()
+def scripted() -> Iterator[ScriptedPeer]:
+    peer = ScriptedPeer()
     try:
         yield peer
     finally:
         peer.close()
 
 
-def test_a_reply_nobody_asked_for_is_a_protocol_error(answering: Answering) -> None:
-    client: Client[str] = Client(answering.theirs)
+def client_socket(client: Client[str]) -> socket.socket:
+    link = client._link
+    assert link is not None
+    return link.sock
+
+
+def test_a_reply_nobody_asked_for_is_a_protocol_error(scripted: ScriptedPeer) -> None:
+    client = scripted.client
+    scripted.reply(b"INSERTED 1\r\n")
     assert client.put("one") == 1
     # The server sends a second reply, for no command; it arrives while the
     # client is idle.
-    answering.mine.sendall(b"INSERTED 99\r\n")
-    wait_readable(answering.theirs)
+    scripted.mine.sendall(b"INSERTED 99\r\n")
+    wait_readable(client_socket(client))
     with pytest.raises(beanproto.RemoteProtocolError, match="no reply was owed"):
         client.put("two")
     # It was refused before sending: the server got one put only.
-    assert answering.received == b"put 65536 0 60 3\r\none\r\n"
+    assert scripted.sent() == b"put 65536 0 60 3\r\none\r\n"
     with pytest.raises(ConnectionError):
         client.put("three")
 
 
-def test_a_given_socket_closed_while_idle_is_not_replaced(answering: Answering) -> None:
-    client: Client[str] = Client(answering.theirs)
+def test_a_given_socket_closed_while_idle_is_not_replaced(scripted: ScriptedPeer) -> None:
+    client = scripted.client
+    scripted.reply(b"INSERTED 1\r\n")
     assert client.put("one") == 1
-    answering.mine.shutdown(socket.SHUT_WR)
-    wait_readable(answering.theirs)
+    scripted.mine.shutdown(socket.SHUT_WR)
+    wait_readable(client_socket(client))
     with pytest.raises(ConnectionError, match="not replaced"):
         client.put("two")
-    assert answering.received == b"put 65536 0 60 3\r\none\r\n"
+    assert scripted.sent() == b"put 65536 0 60 3\r\none\r\n"
 
 
 class Restartable:
@@ -147,7 +123,7 @@ def test_an_idle_client_survives_a_server_restart(restartable: Restartable) -> N
         client.put("before")
         restartable.stop()
         restartable.start()
-        wait_readable(client._link.sock)  # type: ignore[union-attr]  # the old connection's FIN
+        wait_readable(client_socket(client))  # the old connection's FIN
         second = client.put("after")  # no error: the put went out on a new connection
         assert client.using() == "jobs"
         assert sorted(client.watching()) == ["more", "work"]
@@ -161,7 +137,7 @@ def test_a_server_that_stays_down_gives_a_connection_error(restartable: Restarta
     client: Client[str] = Client(("127.0.0.1", restartable.port))
     client.put("before")
     restartable.stop()
-    wait_readable(client._link.sock)  # type: ignore[union-attr]
+    wait_readable(client_socket(client))
     with pytest.raises(ConnectionRefusedError):
         client.put("after")
     with pytest.raises(ConnectionError):
