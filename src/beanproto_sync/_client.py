@@ -266,9 +266,12 @@ class Client(SyncAPI[TBody]):
                 # up: the error propagates, and later calls raise ConnectionError.
                 self._abandon(link, exc)
                 raise
-            if self._unusable is not None:
-                link.close()  # close() from another thread came meanwhile
-            return event
+        if self._unusable is not None:
+            # close() came meanwhile and found the lock taken: it only shut
+            # the socket down. Checked after releasing the lock, so that
+            # either this or close() itself sees the other and closes it.
+            link.close()
+        return event
 
     def _after_idle(self, link: _Link) -> _Link:
         """Deal with what arrived on an idle connection; return the link to
@@ -327,17 +330,17 @@ class Client(SyncAPI[TBody]):
         link = self._link
         if link is None:
             return
-        # Never wait for the lock: close() may interrupt the very call that
-        # holds it (a SIGTERM handler during a reserve).
-        if self._lock.acquire(blocking=False):
-            try:
-                link.close()
-            finally:
-                self._lock.release()
+        # Never take the lock: close() may interrupt the very call that holds
+        # it (a SIGTERM handler during a reserve), and an exception landing
+        # between acquiring and releasing it would leave it held for ever.
+        # ``_unusable`` is set first, so a call that takes the lock from now
+        # on refuses to touch the socket, and a call that holds it closes
+        # the socket once it has released it.
+        if not self._lock.locked():
+            link.close()
         else:
-            # A call uses the socket: closing its file descriptor under it is
-            # unsafe (it could be reused), so wake it with a shutdown; the
-            # call closes the socket as it ends.
+            # Closing the file descriptor under a call that uses it is unsafe
+            # (it could be reused): wake the call with a shutdown instead.
             try:
                 link.sock.shutdown(socket.SHUT_RDWR)
             except OSError:
