@@ -12,7 +12,7 @@ holds the client's lock from sending its command until its reply is read, so
 every caller gets its own reply and the bytes of two calls never interleave.
 (beanstalkd serves one connection's commands one at a time anyway, so
 pipelining several threads' commands would save round trips but change
-nothing else; the lock costs about 0.1 µs a call when uncontended.) A
+nothing else; the lock costs about 0.2 µs a call when uncontended.) A
 ``reserve()`` waiting in one thread therefore holds up the calls of every
 other thread on the same client until it returns, exactly as a waiting
 reserve holds up the other tasks' commands on an async client: give each
