@@ -36,16 +36,16 @@ connection, restores ``use`` and ``watch``, and sends it there.
 from __future__ import annotations
 
 import os
-import select
 import socket
 import sys
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Union, overload
 
 import beanproto as bp
 from beanproto import _clientlib as lib
 from beanproto._job import TBody
+from beanproto._readiness import Probe, close_probe, readiness_probe
 
 from ._api import SyncAPI
 
@@ -111,16 +111,7 @@ class _Link:
         plain = type(sock) is socket.socket
         self.vectored = plain and hasattr(sock, "sendmsg")
         #: ``poll(0)`` is true when bytes (or an end of file) wait to be read.
-        self.poll: Callable[[float], object] = _maybe_readable
-        if plain:
-            if hasattr(select, "epoll"):
-                poller: Any = select.epoll(1)
-                poller.register(sock.fileno(), select.EPOLLIN)
-                self.poll = poller.poll
-            elif hasattr(select, "poll"):  # pragma: no cover (not Linux)
-                poller = select.poll()
-                poller.register(sock.fileno(), select.POLLIN)
-                self.poll = poller.poll
+        self.poll: Probe = readiness_probe(sock.fileno()) if plain else _maybe_readable
 
     def read_idle(self) -> int | None:
         """Read what arrived while no reply was owed, without waiting: ``None``
@@ -134,9 +125,7 @@ class _Link:
             return 0
 
     def close(self) -> None:
-        poller = getattr(self.poll, "__self__", None)
-        if poller is not None:
-            poller.close()
+        close_probe(self.poll)
         self.sock.close()
 
 

@@ -59,7 +59,6 @@ or use ``reserve(timeout=...)``.
 from __future__ import annotations
 
 import os
-import select
 import socket as stdlib_socket
 from collections import deque
 from collections.abc import Iterable
@@ -71,6 +70,7 @@ import beanproto as bp
 from beanproto import _clientlib as lib
 from beanproto._async_api import AsyncAPI
 from beanproto._job import TBody
+from beanproto._readiness import Probe, close_probe, readiness_probe
 from beanproto._reconnect import Reconnecting
 
 __all__ = ["Client"]
@@ -106,29 +106,11 @@ class _Link:
         self.error: BaseException | None = None
         #: ``poll(0)``: whether the socket is readable (data or end of file),
         #: without blocking or yielding; one cheap system call.
-        self.poll: Any = _readiness_probe(sock)
+        self.poll: Probe = readiness_probe(sock.fileno())
 
     def close(self) -> None:
         self.sock.close()
-        closer = getattr(self.poll, "__self__", None)
-        if closer is not None:
-            closer.close()  # the epoll object's own descriptor
-
-
-def _readiness_probe(sock: trio.socket.SocketType) -> Any:
-    """A function ``poll(0)`` true when ``sock`` has bytes or an end of file
-    to read. epoll where there is one (the cheapest check), else poll, else
-    select."""
-    fd = sock.fileno()
-    if hasattr(select, "epoll"):
-        poller: Any = select.epoll(1)
-        poller.register(fd, select.EPOLLIN)
-        return poller.poll
-    if hasattr(select, "poll"):  # pragma: no cover (not Linux)
-        poller = select.poll()
-        poller.register(fd, select.POLLIN)
-        return poller.poll
-    return lambda timeout: select.select([fd], [], [], timeout)[0]  # pragma: no cover
+        close_probe(self.poll)
 
 
 def _withdraw(link: _Link, slot: _Slot) -> None:
