@@ -205,7 +205,14 @@ def test_client_method_signature(name: str) -> None:
     mine = getattr(beanproto_sync.Client, name, None)
     assert mine is not None, f"beanproto_sync.Client has no {name}"
     assert callable(mine)
-    assert shape(mine) == shape(theirs)
+    ours_, theirs_ = shape(mine), shape(theirs)
+    # A superset: greenstalk's parameters exactly, then only keyword-only
+    # extras with defaults (the constructor's fault settings), which no
+    # greenstalk call can pass by accident.
+    assert ours_[: len(theirs_)] == theirs_
+    for _, kind, default in ours_[len(theirs_) :]:
+        assert kind is inspect.Parameter.KEYWORD_ONLY
+        assert default is not inspect.Parameter.empty
 
 
 def test_client_and_job_are_generic() -> None:

@@ -91,6 +91,7 @@ from .errors import (
     Error,
     LocalProtocolError,
     RemoteProtocolError,
+    ReplyLostError,
     UnknownResponseError,
 )
 
@@ -169,6 +170,7 @@ __all__ = [
     "RemoteProtocolError",
     "UnknownResponseError",
     "ConnectionClosedError",
+    "ReplyLostError",
     # limits and defaults
     "DEFAULT_PRIORITY",
     "DEFAULT_DELAY",

@@ -17,6 +17,12 @@ from typing import Any, Generic, TypeVar, cast, overload
 import beanproto as bp
 from beanproto import _clientlib as lib
 from beanproto._commands import make_put, make_with_id
+from beanproto._faults import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_IO_TIMEOUT,
+    DEFAULT_KEEPALIVE,
+    Timeouts,
+)
 from beanproto._job import Job, JobOrID, TBody, to_id
 from beanproto._stats import Stats, StatsJob, StatsTube
 
@@ -51,6 +57,11 @@ class AsyncAPI(Generic[TBody]):
         encoding: None,
         use: str = DEFAULT_TUBE,
         watch: str | Iterable[str] = DEFAULT_TUBE,
+        *,
+        connect_timeout: float | None = ...,
+        io_timeout: float | None = ...,
+        keepalive: float | None = ...,
+        reconnect: bool = ...,
     ) -> None: ...
 
     @overload
@@ -60,6 +71,11 @@ class AsyncAPI(Generic[TBody]):
         encoding: str = "utf-8",
         use: str = DEFAULT_TUBE,
         watch: str | Iterable[str] = DEFAULT_TUBE,
+        *,
+        connect_timeout: float | None = ...,
+        io_timeout: float | None = ...,
+        keepalive: float | None = ...,
+        reconnect: bool = ...,
     ) -> None: ...
 
     def __init__(
@@ -68,7 +84,13 @@ class AsyncAPI(Generic[TBody]):
         encoding: str | None = "utf-8",
         use: str = DEFAULT_TUBE,
         watch: str | Iterable[str] = DEFAULT_TUBE,
+        *,
+        connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
+        io_timeout: float | None = DEFAULT_IO_TIMEOUT,
+        keepalive: float | None = DEFAULT_KEEPALIVE,
+        reconnect: bool = True,
     ) -> None:
+        self._timeouts = Timeouts.checked(connect_timeout, io_timeout, keepalive, reconnect)
         self._watch: list[str] = lib.watch_list(watch)  # once: it may be an iterator
         # Bad tube names are refused here, before any I/O.
         self._setup_commands = lib.setup_commands(use, self._watch)

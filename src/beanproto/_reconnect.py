@@ -3,8 +3,10 @@
 An async client holds one connection (a *link*) at a time. A link is given up
 when it fails, is closed, or a cancelled reserve makes it unusable; the next
 call then opens a new one, set up with the client's current ``use`` and
-``watch`` tubes. Only one task connects at a time. A socket handed to the
-constructor cannot be replaced, so losing it ends the client.
+``watch`` tubes (unless the client was made with ``reconnect=False``: then
+losing the connection ends the client, as in greenstalk). Only one task
+connects at a time. A socket handed to the constructor cannot be replaced,
+so losing it ends the client.
 
 The library-specific parts are abstract: opening a link (``_connect``),
 giving one up (``_drop``), a yield to the event loop (``_checkpoint``), and
@@ -17,6 +19,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any, Generic, Protocol, TypeVar
 
 from . import _clientlib as lib
+from ._faults import Timeouts
 
 __all__ = ["Reconnecting"]
 
@@ -36,6 +39,7 @@ class Reconnecting(Generic[_L]):
     _connecting: _L | None
     _closed: bool
     _connect_lock: AbstractAsyncContextManager[Any]
+    _timeouts: Timeouts
 
     def _init_links(self, connect_lock: AbstractAsyncContextManager[Any]) -> None:
         self._link = None
@@ -84,6 +88,8 @@ class Reconnecting(Generic[_L]):
                 raise lib.connection_lost("the client is closed")
             if link is not None and self._given_socket():
                 raise lib.connection_lost(f"{link.error} (a socket passed in is not replaced)")
+            if link is not None and not self._timeouts.reconnect:
+                raise lib.connection_lost(f"{link.error} (reconnect=False)")
             link = await self._connect()
             if self._closed:  # close() came while connecting
                 self._drop(link, lib.connection_lost("the client is closed"))

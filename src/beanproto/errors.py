@@ -26,6 +26,7 @@ __all__ = [
     "ArgumentTypeError",
     "RemoteProtocolError",
     "UnknownResponseError",
+    "ReplyLostError",
     "ConnectionClosedError",
     "BeanstalkdError",
     "BadFormatError",
@@ -102,11 +103,26 @@ class UnknownResponseError(RemoteProtocolError):
         return (type(self), (self.status, self.values, self._message))
 
 
-class ConnectionClosedError(RemoteProtocolError, ConnectionError):
+class ReplyLostError(ConnectionError):
+    """The connection was lost after a command was sent and before its reply
+    was read: **the command may have taken effect** (a ``put`` may have
+    inserted its job, a ``delete`` deleted it).
+
+    The client does not send the command again: only the caller knows whether
+    doing it twice is harmless. (A command that provably never left, because
+    the connection was found closed before sending, is sent on a new
+    connection without an error.) It is a plain :class:`ConnectionError`
+    otherwise, so code written for greenstalk's ``except ConnectionError``
+    still catches it.
+    """
+
+
+class ConnectionClosedError(RemoteProtocolError, ReplyLostError):
     """The server closed the connection while replies were still owed.
 
     It is a :class:`ConnectionError` too, which is what greenstalk raises on an
-    unexpected end of file.
+    unexpected end of file, and a :class:`ReplyLostError`: the command whose
+    reply was cut off may have taken effect.
     """
 
 

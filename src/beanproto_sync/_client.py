@@ -184,6 +184,11 @@ class Client(SyncAPI[TBody]):
             encoding: None,
             use: str = ...,
             watch: str | Iterable[str] = ...,
+            *,
+            connect_timeout: float | None = ...,
+            io_timeout: float | None = ...,
+            keepalive: float | None = ...,
+            reconnect: bool = ...,
         ) -> None: ...
 
         @overload
@@ -193,6 +198,11 @@ class Client(SyncAPI[TBody]):
             encoding: str = ...,
             use: str = ...,
             watch: str | Iterable[str] = ...,
+            *,
+            connect_timeout: float | None = ...,
+            io_timeout: float | None = ...,
+            keepalive: float | None = ...,
+            reconnect: bool = ...,
         ) -> None: ...
 
         def __init__(self, *args: Any, **kwargs: Any) -> None: ...

@@ -146,6 +146,11 @@ class Client(Reconnecting[_Link], AsyncAPI[TBody]):
             encoding: None,
             use: str = ...,
             watch: str | Iterable[str] = ...,
+            *,
+            connect_timeout: float | None = ...,
+            io_timeout: float | None = ...,
+            keepalive: float | None = ...,
+            reconnect: bool = ...,
         ) -> None: ...
 
         @overload
@@ -155,6 +160,11 @@ class Client(Reconnecting[_Link], AsyncAPI[TBody]):
             encoding: str = ...,
             use: str = ...,
             watch: str | Iterable[str] = ...,
+            *,
+            connect_timeout: float | None = ...,
+            io_timeout: float | None = ...,
+            keepalive: float | None = ...,
+            reconnect: bool = ...,
         ) -> None: ...
 
         def __init__(self, *args: Any, **kwargs: Any) -> None: ...
