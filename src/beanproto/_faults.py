@@ -39,6 +39,7 @@ __all__ = [
     "set_keepalive",
     "keepalive_settings",
     "reply_lost",
+    "reply_timed_out",
     "timed_out",
 ]
 
@@ -151,6 +152,15 @@ def set_keepalive(sock: Any, seconds: float | None) -> None:
                 pass
 
 
+def reply_timed_out(verb: str, seconds: float | None) -> TimeoutError:
+    """The builtin :class:`TimeoutError` of a call whose reply is late: its
+    command went out, so it may have run, and the connection is given up."""
+    within = "in time" if seconds is None else f"within {seconds:g} s"
+    return TimeoutError(
+        f"no reply to {verb} {within}: the connection is given up (the command may have run)"
+    )
+
+
 def reply_lost(why: object) -> ReplyLostError:
     """The error of a call whose command went out and whose reply was lost."""
     return ReplyLostError(
@@ -158,6 +168,8 @@ def reply_lost(why: object) -> ReplyLostError:
     )
 
 
-def timed_out(what: str, seconds: float) -> TimeoutError:
+def timed_out(what: str, seconds: float | None) -> TimeoutError:
     """The builtin :class:`TimeoutError`, saying which bound expired."""
+    if seconds is None:  # a wait the system bounded (a TCP connect)
+        return TimeoutError(f"{what} timed out")
     return TimeoutError(f"{what} took longer than {seconds:g} s")

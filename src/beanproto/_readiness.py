@@ -18,8 +18,10 @@ from typing import Any
 
 __all__ = ["Probe", "readiness_probe", "close_probe"]
 
-#: ``probe(0)`` is true when the socket has bytes, or an end of file, to read.
-Probe = Callable[[float], object]
+#: ``probe(seconds)`` is true when the socket has bytes, or an end of file, to
+#: read, waiting at most ``seconds`` (``0``: not at all; ``None``: without limit)
+#: for them to come.
+Probe = Callable[[float | None], object]
 
 
 def readiness_probe(fd: int) -> Probe:
@@ -31,7 +33,8 @@ def readiness_probe(fd: int) -> Probe:
     if hasattr(select, "poll"):  # pragma: no cover (not Linux)
         poller = select.poll()
         poller.register(fd, select.POLLIN)
-        return poller.poll  # type: ignore[no-any-return]
+        # poll() counts milliseconds; a Probe takes seconds, like epoll.
+        return lambda timeout: poller.poll(None if timeout is None else timeout * 1000)
     return lambda timeout: select.select([fd], [], [], timeout)[0]  # pragma: no cover
 
 

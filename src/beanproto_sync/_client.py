@@ -37,13 +37,16 @@ from __future__ import annotations
 
 import os
 import socket
+import struct
 import sys
 import threading
+import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Union, overload
 
 import beanproto as bp
 from beanproto import _clientlib as lib
+from beanproto import _faults as faults
 from beanproto._job import TBody
 from beanproto._readiness import Probe, close_probe, readiness_probe
 
@@ -63,21 +66,50 @@ ConnectionTarget = Union[Address, socket.socket]  # noqa: UP007 (runtime alias, 
 _VECTORED_BODY = 32 * 1024
 
 
-def _connect(address: ConnectionTarget) -> tuple[socket.socket, Any]:
+def _connect(address: ConnectionTarget, timeouts: faults.Timeouts) -> tuple[socket.socket, Any]:
+    """Open a connection to ``address`` (a socket passed in is used as it is),
+    within ``timeouts.connect``; the socket comes back with that timeout set,
+    for the set-up that follows."""
     if isinstance(address, socket.socket):
+        address.settimeout(timeouts.connect)
         return address, address.getpeername()
     if isinstance(address, (str, os.PathLike)):
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
+            sock.settimeout(timeouts.connect)
             sock.connect(os.fspath(address))
         except BaseException:
             sock.close()
             raise
         return sock, os.fspath(address)
-    sock = socket.create_connection(address)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock = socket.create_connection(address, timeout=timeouts.connect)
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        faults.set_keepalive(sock, timeouts.keepalive)
+    except BaseException:
+        sock.close()
+        raise
     return sock, address
+
+
+#: Whether ``SO_RCVTIMEO``/``SO_SNDTIMEO`` can bound a blocking socket's waits
+#: (Linux's ``struct timeval`` layout is known). Elsewhere the socket gets a
+#: Python timeout instead, which costs a ``poll`` before every read.
+_KERNEL_TIMEOUTS = sys.platform.startswith("linux") and hasattr(socket, "SO_RCVTIMEO")
+
+
+def _timeval(seconds: float | None) -> bytes:
+    """A ``struct timeval`` for ``SO_RCVTIMEO``/``SO_SNDTIMEO`` (all zero
+    means no limit, so a positive bound never rounds down to it)."""
+    if seconds is None:
+        return struct.pack("@ll", 0, 0)
+    whole = int(seconds)
+    micro = round((seconds - whole) * 1_000_000)
+    if micro >= 1_000_000:
+        whole, micro = whole + 1, 0
+    if whole == 0 and micro == 0:
+        micro = 1
+    return struct.pack("@ll", whole, micro)
 
 
 def _sendmsg_all(sock: socket.socket, parts: list[bytes | bytearray | memoryview]) -> None:
@@ -113,6 +145,37 @@ class _Link:
         #: ``poll(0)`` is true when bytes (or an end of file) wait to be read.
         self.poll: Probe = readiness_probe(sock.fileno()) if plain else _maybe_readable
 
+    def bound_waits(self, seconds: float | None) -> None:
+        """From now on, let no read or write wait longer than ``seconds``
+        without progress (``None``: no limit).
+
+        On Linux the bound is the kernel's (``SO_RCVTIMEO``/``SO_SNDTIMEO`` on
+        a blocking socket): an expired wait fails with ``EAGAIN`` and costs
+        nothing while it does not expire. Elsewhere, and on sockets that are
+        not plain (``ssl.SSLSocket``), it is a Python socket timeout.
+        """
+        if _KERNEL_TIMEOUTS and self.poll is not _maybe_readable:
+            self.sock.settimeout(None)
+            value = _timeval(seconds)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
+        else:
+            self.sock.settimeout(seconds)
+
+    def wait_readable(self, seconds: float | None) -> bool:
+        """Wait at most ``seconds`` (``None``: without limit) for bytes, or an
+        end of file, to read; whether they came."""
+        if self.poll is not _maybe_readable:
+            return bool(self.poll(seconds))
+        pending = getattr(self.sock, "pending", None)
+        if pending is not None and pending():
+            return True  # decrypted bytes the socket itself no longer shows
+        probe = readiness_probe(self.sock.fileno())
+        try:
+            return bool(probe(seconds))
+        finally:
+            close_probe(probe)
+
     def read_idle(self) -> int | None:
         """Read what arrived while no reply was owed, without waiting: ``None``
         if nothing did, else the count of bytes now in the core's buffer
@@ -129,7 +192,7 @@ class _Link:
         self.sock.close()
 
 
-def _maybe_readable(timeout: float) -> bool:
+def _maybe_readable(timeout: float | None) -> bool:
     """``poll`` for sockets without a cheap readiness check: always look."""
     return True
 
@@ -208,7 +271,9 @@ class Client(SyncAPI[TBody]):
         def __init__(self, *args: Any, **kwargs: Any) -> None: ...
 
     def _open(self) -> None:
-        #: Why the client cannot be used any more (closed, or lost), or None.
+        #: Why the client cannot be used any more (closed, or lost for good),
+        #: or None. A lost connection is not that: the next call opens a new
+        #: one (unless ``reconnect=False``, or the socket was passed in).
         self._unusable: str | None = "the client never connected"
         #: Held by a call from sending its command until its reply is read.
         self._lock = threading.Lock()
@@ -218,21 +283,41 @@ class Client(SyncAPI[TBody]):
         self._unusable = None
 
     def _connect(self, setup: list[bp.Command]) -> _Link:
-        sock, self._address = _connect(self._target)
+        """Open a connection and set it up, all within ``connect_timeout``."""
+        timeouts = self._timeouts
+        try:
+            sock, self._address = _connect(self._target, timeouts)
+        except TimeoutError as exc:
+            raise faults.timed_out(f"connecting to {self._target!r}", timeouts.connect) from exc
         try:
             link = _Link(sock)
         except BaseException:
             sock.close()
             raise
-        if setup:
-            # Pipelined: every set-up command goes out in one write.
-            try:
+        try:
+            if setup:
+                # Pipelined: every set-up command goes out in one write.
+                deadline = None if timeouts.connect is None else time.monotonic() + timeouts.connect
                 sock.sendall(b"".join(link.conn.send(command) for command in setup))
-                events = [self._read_event(link) for _ in setup]
+                events = []
+                for _ in setup:
+                    if deadline is not None:
+                        left = deadline - time.monotonic()
+                        if left <= 0:
+                            raise TimeoutError
+                        sock.settimeout(left)
+                    events.append(self._read_event(link))
                 lib.check_setup(setup, events)
-            except BaseException:
-                link.close()
-                raise
+            link.bound_waits(timeouts.io)
+        except TimeoutError as exc:
+            link.close()
+            raise faults.timed_out(
+                f"setting up the connection to {self._target!r}",
+                timeouts.connect,
+            ) from exc
+        except BaseException:
+            link.close()
+            raise
         return link
 
     # -- the loop: the only place bytes move ---------------------------------
@@ -243,12 +328,14 @@ class Client(SyncAPI[TBody]):
         # ``with``, not acquire()/try: an exception from a signal handler
         # (Ctrl-C) between the two would leave the lock held for ever.
         with self._lock:
+            if self._unusable is not None:
+                raise lib.connection_lost(self._unusable)
             link = self._link
-            if self._unusable is not None or link is None:
-                raise lib.connection_lost(self._unusable or "no connection")
+            if link is None or link.conn.buffered or link.poll(0):
+                # Nothing has been sent yet: whatever fails here, the command
+                # provably did not reach the server.
+                link = self._fresh_link(link)
             try:
-                if link.conn.buffered or link.poll(0):
-                    link = self._after_idle(link)
                 if (
                     type(command) is bp.Put
                     and link.vectored
@@ -257,14 +344,25 @@ class Client(SyncAPI[TBody]):
                     _sendmsg_all(link.sock, link.conn.send_parts(command))
                 else:
                     link.sock.sendall(link.conn.send(command))
+                if type(command) in _WAITING:
+                    # The server may rightly take its time: wait for the
+                    # reply's first byte as long as the command asks, plus
+                    # io_timeout; the rest of it comes under io_timeout.
+                    wait = faults.reply_timeout(command, self._timeouts.io)
+                    if not link.wait_readable(wait):
+                        raise _Expired(wait)
                 event = self._read_event(link)
             except BaseException as exc:
                 # Interrupted between sending and reading (a transport error, a
-                # protocol error, even KeyboardInterrupt), the reply still owed
-                # would be handed to the next call. So the connection is given
-                # up: the error propagates, and later calls raise ConnectionError.
-                self._abandon(link, exc)
-                raise
+                # protocol error, a timeout, even KeyboardInterrupt), the reply
+                # still owed would be handed to the next call. So the
+                # connection is given up, and the command is not sent again:
+                # it may have taken effect.
+                self._drop(link, exc)
+                failure = self._failure(command, exc)
+                if failure is exc:
+                    raise
+                raise failure from exc
         if self._unusable is not None:
             # close() came meanwhile and found the lock taken: it only shut
             # the socket down. Checked after releasing the lock, so that
@@ -272,33 +370,61 @@ class Client(SyncAPI[TBody]):
             link.close()
         return event
 
-    def _after_idle(self, link: _Link) -> _Link:
-        """Deal with what arrived on an idle connection; return the link to
-        send on (a new one if the server had closed this one)."""
+    def _failure(self, command: bp.Command, exc: BaseException) -> BaseException:
+        """What a call whose command went out raises for ``exc``."""
+        if self._unusable == _CLOSED and isinstance(exc, Exception):
+            return lib.connection_lost(_CLOSED)  # close() woke the call up
+        if isinstance(exc, bp.Error) or not isinstance(exc, (OSError, _Expired)):
+            return exc  # a broken reply (ConnectionClosedError: reply lost), Ctrl-C …
+        verb = command.verb.decode()
+        if isinstance(exc, _Expired):
+            return faults.reply_timed_out(verb, exc.seconds)
+        if isinstance(exc, (BlockingIOError, TimeoutError)):
+            # SO_RCVTIMEO/SO_SNDTIMEO expired (EAGAIN), or a Python timeout.
+            return faults.reply_timed_out(verb, self._timeouts.io)
+        return faults.reply_lost(f"{type(exc).__name__}: {exc}")
+
+    def _fresh_link(self, link: _Link | None) -> _Link:
+        """The link to send on: ``link`` if it is still good, else a new one.
+
+        ``link`` is ``None`` (lost by an earlier call) or owes no reply and
+        has something to read: bytes nobody asked for (a broken server:
+        :class:`~beanproto.RemoteProtocolError`), or an end of file (the
+        server closed the idle connection: it restarted, or drops idle
+        clients). As the command has not left, it then goes out on a new
+        connection set up like the old one.
+        """
+        if link is not None:
+            try:
+                if not self._closed_while_idle(link):
+                    return link  # nothing after all (a socket without a readiness check)
+            except BaseException as exc:
+                self._drop(link, exc)
+                raise
+            self._drop(link, lib.connection_lost("the server closed the idle connection"))
+            if self._unusable is not None:
+                raise lib.connection_lost(self._unusable)
+        new = self._link = self._connect(lib.setup_commands(self._use, self._watch))
+        if self._unusable is not None:  # close() while reconnecting
+            self._link = None
+            new.close()
+            raise lib.connection_lost(self._unusable)
+        return new
+
+    @staticmethod
+    def _closed_while_idle(link: _Link) -> bool:
+        """Read what arrived on an idle connection: whether it was the end of
+        file (bytes raise :class:`~beanproto.RemoteProtocolError`)."""
         conn = link.conn
         if conn.buffered:
             conn.next_event()  # read ahead, and no reply owed: RemoteProtocolError
         nbytes = link.read_idle()
         if nbytes is None:
-            return link  # nothing after all (a socket without a readiness check)
+            return False
         if nbytes:
             conn.buffer_updated(nbytes)  # no reply owed: RemoteProtocolError
             conn.next_event()
-        if isinstance(self._target, socket.socket):
-            raise lib.connection_lost(
-                "the server closed the connection while it was idle "
-                "(a socket passed in is not replaced)"
-            )
-        # Closed by the server while idle: the command has not left, so it
-        # goes out on a new connection set up like the old one.
-        link.close()
-        self._link = None
-        new = self._connect(lib.setup_commands(self._use, self._watch))
-        if self._unusable is not None:  # close() while reconnecting
-            new.close()
-            raise lib.connection_lost(self._unusable)
-        self._link = new
-        return new
+        return True
 
     @staticmethod
     def _read_event(link: _Link) -> bp.Event:
@@ -325,7 +451,7 @@ class Client(SyncAPI[TBody]):
         :class:`ConnectionError`.
         """
         if self._unusable is None:
-            self._unusable = "the client is closed"
+            self._unusable = _CLOSED
         link = self._link
         if link is None:
             return
@@ -345,7 +471,29 @@ class Client(SyncAPI[TBody]):
             except OSError:
                 pass
 
-    def _abandon(self, link: _Link, why: BaseException) -> None:
-        if self._unusable is None:
-            self._unusable = f"{type(why).__name__}: {why}"
+    def _drop(self, link: _Link, why: BaseException) -> None:
+        """Give ``link`` up (the lock is held). The next call connects again,
+        unless the socket was passed in or ``reconnect=False``."""
+        if self._link is link:
+            self._link = None
         link.close()
+        if self._unusable is None:
+            if isinstance(self._target, socket.socket):
+                self._unusable = f"{type(why).__name__}: {why} (a socket passed in is not replaced)"
+            elif not self._timeouts.reconnect:
+                self._unusable = f"{type(why).__name__}: {why} (reconnect=False)"
+
+
+_CLOSED = "the client is closed"
+
+
+class _Expired(Exception):
+    """A waiting command's reply did not start within ``seconds``."""
+
+    def __init__(self, seconds: float | None) -> None:
+        super().__init__(seconds)
+        self.seconds = seconds
+
+
+#: Commands the server may rightly keep waiting (see faults.server_wait).
+_WAITING = frozenset({bp.Reserve, bp.ReserveWithTimeout})
