@@ -344,14 +344,13 @@ class Client(SyncAPI[TBody]):
                     _sendmsg_all(link.sock, link.conn.send_parts(command))
                 else:
                     link.sock.sendall(link.conn.send(command))
-                if type(command) in _WAITING:
-                    # The server may rightly take its time: wait for the
-                    # reply's first byte as long as the command asks, plus
-                    # io_timeout; the rest of it comes under io_timeout.
-                    wait = faults.reply_timeout(command, self._timeouts.io)
-                    if not link.wait_readable(wait):
-                        raise _Expired(wait)
-                event = self._read_event(link)
+                try:
+                    event = self._read_event(link)
+                except (BlockingIOError, TimeoutError):
+                    # io_timeout expired. A reserve may rightly take longer.
+                    if type(command) not in _WAITING:
+                        raise
+                    event = self._read_waiting(link, command)
             except BaseException as exc:
                 # Interrupted between sending and reading (a transport error, a
                 # protocol error, a timeout, even KeyboardInterrupt), the reply
@@ -425,6 +424,26 @@ class Client(SyncAPI[TBody]):
             conn.buffer_updated(nbytes)  # no reply owed: RemoteProtocolError
             conn.next_event()
         return True
+
+    def _read_waiting(self, link: _Link, command: bp.Command) -> bp.Event:
+        """Go on reading the reply to a reserve after ``io_timeout`` expired
+        once: the server may keep it waiting as long as the command asks, so
+        its reply is due ``io_timeout`` after that (``faults.reply_timeout``,
+        counted from about when the command went out)."""
+        io = self._timeouts.io
+        wait = faults.reply_timeout(command, io)
+        deadline = None if wait is None or io is None else time.monotonic() + wait - io
+        while True:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise _Expired(wait)
+            if not link.wait_readable(left):
+                raise _Expired(wait)
+            try:
+                return self._read_event(link)
+            except (BlockingIOError, TimeoutError):
+                if link.conn.buffered:
+                    raise  # the reply began and then stalled: io_timeout applies
 
     @staticmethod
     def _read_event(link: _Link) -> bp.Event:
