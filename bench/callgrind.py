@@ -42,9 +42,10 @@ WORKLOADS = ("put", "cycle", "stats")
 PEERS = {"bp_sync": "greenstalk", "bp_asyncio": "aiostalk"}
 
 #: The client side, run under valgrind: ``driver IMPL WORKLOAD N HOST PORT``.
-DRIVER = r'''
+DRIVER = r"""
 import sys
-impl, workload, n, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
+impl, workload, n, host, port = sys.argv[1:6]
+n, port = int(n), int(port)
 tube = f"cg-{impl}-{workload}-{n}"
 body = "x" * 100
 
@@ -97,7 +98,7 @@ else:
             await run_async(client)
             await client.close()
     asyncio.run(main())
-'''
+"""
 
 
 def collected(impl: str, workload: str, n: int, address: tuple[str, int], src: Path) -> int:
@@ -159,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for mine, peer in PEERS.items():
         if mine in impls and peer in impls:
             ratios = "".join(f"{figures[mine, w] / figures[peer, w]:>11.2f}x" for w in workloads)
-            print(f"{mine + '/' + peer:24}{ratios}")
+            print(f"{mine + '/' + peer:20}{ratios}")
     return 0
 
 
