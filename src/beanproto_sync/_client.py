@@ -346,9 +346,9 @@ class Client(SyncAPI[TBody]):
                     link.sock.sendall(link.conn.send(command))
                 try:
                     event = self._read_event(link)
-                except (BlockingIOError, TimeoutError):
-                    # io_timeout expired. A reserve may rightly take longer.
-                    if type(command) not in _WAITING:
+                except OSError as exc:
+                    # io_timeout expired? A reserve may rightly take longer.
+                    if type(command) not in _WAITING or not _expired(exc):
                         raise
                     event = self._read_waiting(link, command)
             except BaseException as exc:
@@ -378,9 +378,10 @@ class Client(SyncAPI[TBody]):
         verb = command.verb.decode()
         if isinstance(exc, _Expired):
             return faults.reply_timed_out(verb, exc.seconds)
-        if isinstance(exc, (BlockingIOError, TimeoutError)):
-            # SO_RCVTIMEO/SO_SNDTIMEO expired (EAGAIN), or a Python timeout.
+        if _expired(exc):
             return faults.reply_timed_out(verb, self._timeouts.io)
+        if isinstance(exc, TimeoutError):  # ETIMEDOUT: keepalive or TCP_USER_TIMEOUT
+            return faults.reply_lost(f"the server stopped answering ({exc})")
         return faults.reply_lost(f"{type(exc).__name__}: {exc}")
 
     def _fresh_link(self, link: _Link | None) -> _Link:
@@ -441,8 +442,8 @@ class Client(SyncAPI[TBody]):
                 raise _Expired(wait)
             try:
                 return self._read_event(link)
-            except (BlockingIOError, TimeoutError):
-                if link.conn.buffered:
+            except OSError as exc:
+                if not _expired(exc) or link.conn.buffered:
                     raise  # the reply began and then stalled: io_timeout applies
 
     @staticmethod
@@ -504,6 +505,13 @@ class Client(SyncAPI[TBody]):
 
 
 _CLOSED = "the client is closed"
+
+
+def _expired(exc: OSError) -> bool:
+    """Whether ``exc`` is io_timeout expiring: ``EAGAIN`` from a blocking
+    socket's ``SO_RCVTIMEO``/``SO_SNDTIMEO``, or a Python socket timeout (no
+    errno) — not ``ETIMEDOUT``, the kernel giving a dead peer up."""
+    return isinstance(exc, BlockingIOError) or (isinstance(exc, TimeoutError) and exc.errno is None)
 
 
 class _Expired(Exception):
