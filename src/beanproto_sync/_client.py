@@ -17,8 +17,8 @@ nothing else; the lock costs about 0.2 µs a call when uncontended.) A
 other thread on the same client until it returns, exactly as a waiting
 reserve holds up the other tasks' commands on an async client: give each
 consumer thread its own client, or use ``reserve(timeout=...)``. A call that
-fails while a reply is owed gives the connection up, and the calls waiting
-for the lock then raise :class:`ConnectionError`. :meth:`Client.close` may be
+fails while a reply is owed gives the connection up; the calls waiting for
+the lock have sent nothing yet, so they go out on a new connection. :meth:`Client.close` may be
 called from any thread, even while another thread waits in ``reserve()``:
 that call then raises :class:`ConnectionError`.
 
@@ -31,6 +31,21 @@ would otherwise be taken for the reply to this call); an end of file means
 the server closed the idle connection (it restarted, or dropped idle
 clients), and as the command provably never left, the client opens a new
 connection, restores ``use`` and ``watch``, and sends it there.
+
+Failures
+--------
+The fault model of every client (``beanproto._faults``; the README's
+"Failures"): ``connect_timeout`` bounds connecting and the set-up,
+``io_timeout`` every wait for bytes due now, ``keepalive`` tunes TCP
+keepalive. Waits are bounded by the kernel (``SO_RCVTIMEO``/``SO_SNDTIMEO``
+on a blocking socket: no system call until one expires). A reserve's wait is
+the server's to take: when ``io_timeout`` expires during one, the client
+goes on waiting, for ever (``reserve()``) or for the timeout it asked for
+plus ``io_timeout``. A failure after the command went out gives the
+connection up and raises :class:`~beanproto.ReplyLostError` (or
+:class:`TimeoutError`): the command may have run, so it is not sent again.
+The next call connects again, unless ``reconnect=False`` or the socket was
+passed in.
 """
 
 from __future__ import annotations
@@ -232,10 +247,20 @@ class Client(SyncAPI[TBody]):
         use: the tube ``put`` inserts into.
         watch: the tube or tubes ``reserve`` takes from. ``default`` is
             ignored unless it is named.
+        connect_timeout: seconds to connect and set up (``None``: no bound).
+        io_timeout: seconds any reply or transfer may stall, a reserve's own
+            wait aside (``None``: no bound).
+        keepalive: seconds within which TCP keepalive notices a vanished
+            peer (``None``: off).
+        reconnect: whether the next call after a lost connection opens a
+            new one (``False``: greenstalk's behaviour, the client stays
+            unusable).
 
     Raises:
-        ArgumentError: a tube name the protocol forbids (nothing is sent).
+        ArgumentError: a tube name or setting the protocol forbids (nothing
+            is sent).
         ConnectionError: the server cannot be reached.
+        TimeoutError: connecting or the set-up took over ``connect_timeout``.
     """
 
     if TYPE_CHECKING:  # the body type follows the encoding (AsyncAPI.__init__ runs)
