@@ -131,19 +131,29 @@ def running_beanstalkd(
     max_job_size: int | None = None,
     extra_args: tuple[str, ...] = (),
     startup_timeout: float = 10.0,
+    port: int | None = None,
+    binlog_dir: str | os.PathLike[str] | None = None,
 ) -> Iterator[Server]:
     """Run beanstalkd for the duration of a ``with`` block.
 
     Args:
         unix_socket: listen on a unix socket in a private directory instead of TCP.
         max_job_size: the ``-z`` option (bytes).
+        extra_args: more command-line arguments, as they are.
+        port: listen on this TCP port rather than a free one picked here (a
+            server restarted on the port its clients know). No second port
+            is tried: if it cannot be bound, ``RuntimeError``.
+        binlog_dir: the ``-b`` option: keep jobs in a binlog in this
+            directory (which must exist), so a server started again on it
+            has them back.
     """
     if _forbidden is not None:
         raise RuntimeError(_forbidden)
     binary = beanstalkd_path()
+    fixed_port = port
     with tempfile.TemporaryDirectory(prefix="beanproto-") as tmp:
         for _attempt in range(5):
-            port = free_port(host)
+            port = free_port(host) if fixed_port is None else fixed_port
             args = [binary]
             unix_path = None
             if unix_socket:
@@ -153,6 +163,8 @@ def running_beanstalkd(
                 args += ["-l", host, "-p", str(port)]
             if max_job_size is not None:
                 args += ["-z", str(max_job_size)]
+            if binlog_dir is not None:
+                args += ["-b", os.fspath(binlog_dir)]
             args += list(extra_args)
             # stderr goes to a file, never a pipe: beanstalkd 1.13 logs every
             # client error, and a pipe nobody reads fills up and blocks it.
@@ -167,7 +179,7 @@ def running_beanstalkd(
             except RuntimeError:
                 proc.kill()
                 proc.wait()
-                if unix_socket:
+                if unix_socket or fixed_port is not None:
                     raise
                 continue  # the port was taken between free_port() and bind: try another
             break
