@@ -22,9 +22,9 @@ job). A cancelled ``reserve`` (or ``reserve_job``) closes the connection:
 beanstalkd cannot abort a reserve that waits, and closing makes it put back
 *at once* every job the connection held reserved — the cancelled call's job,
 and any other job this client had reserved and not yet finished. Other calls
-waiting on that connection fail with :class:`ConnectionError` (their commands
-may or may not have run); the next call connects again and restores the
-``use`` and ``watch`` tubes.
+waiting on that connection fail with :class:`~beanproto.ReplyLostError` (their
+commands may or may not have run); the next call connects again and restores
+the ``use`` and ``watch`` tubes.
 
 Large bodies
 ------------
@@ -38,7 +38,23 @@ most about one chunk beyond the caller's body. Meanwhile other calls wait
 before sending (the whole ``put`` goes out before the next command's first
 byte). A ``put`` cancelled in the middle of its body has left part of its
 command on the wire, so its connection is given up (calls waiting on it fail
-with :class:`ConnectionError`; the next call connects again).
+with :class:`~beanproto.ReplyLostError`; the next call connects again).
+
+Faults
+------
+``connect_timeout`` bounds opening the connection and its ``use``/``watch``
+set-up together (a task of its own, which the deadline or ``close()``
+cancels): :class:`TimeoutError`. ``io_timeout`` is kept by one watchdog timer
+per connection (no timer per call): the oldest call's reply is due within
+``io_timeout`` of its command going out or of the last bytes received (or
+drained out, for a large ``put``), plus ``t`` for ``reserve(timeout=t)``;
+``reserve()`` has no bound (TCP keepalive, tuned by ``keepalive``, notices a
+dead peer). Late: the connection is given up, the late call raises
+:class:`TimeoutError`. A call whose command went out and whose connection
+then fails (timeout, reset, end of file, a cancelled reserve, ``close()``)
+raises :class:`~beanproto.ReplyLostError` and is never sent again; a call
+that had not sent its command yet connects again (plain
+:class:`ConnectionError` if it cannot, or with ``reconnect=False``).
 
 A ``reserve()`` that waits on the server holds up every command sent after it
 on the same connection: beanstalkd serves one connection's commands one at a
@@ -50,6 +66,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import sys
 from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, cast, overload
@@ -57,8 +74,10 @@ from typing import TYPE_CHECKING, Any, cast, overload
 import beanproto as bp
 from beanproto import _clientlib as lib
 from beanproto._async_api import AsyncAPI
+from beanproto._faults import reply_lost, server_wait, set_keepalive, timed_out
 from beanproto._job import TBody
 from beanproto._reconnect import Reconnecting
+from beanproto.errors import ReplyLostError
 
 __all__ = ["Client"]
 
@@ -84,9 +103,17 @@ class _Slot:
 
 class _Link(asyncio.BufferedProtocol):
     """One connection: the protocol the event loop drives, the core state
-    machine, and the calls waiting on it, oldest first."""
+    machine, and the calls waiting on it, oldest first.
 
-    def __init__(self) -> None:
+    ``io`` is the io_timeout (``None``: no bound). One watchdog timer per
+    link (``timer``) enforces it: armed when a call is queued on an idle
+    link, it looks at the oldest call when it fires and either gives the
+    link up or sets itself for that call's deadline. The deadline counts from
+    ``since``: when the oldest call became the oldest (its command was sent,
+    or the reply before it arrived) or bytes last came in or drained out.
+    """
+
+    def __init__(self, io: float | None) -> None:
         self.conn = bp.Connection()
         self.slots: deque[_Slot] = deque()
         self.transport: asyncio.Transport | None = None
@@ -95,6 +122,15 @@ class _Link(asyncio.BufferedProtocol):
         #: Set while a large ``put`` is written a chunk at a time: no other
         #: command may start until it is done.
         self.writing: asyncio.Future[None] | None = None
+        self.io = io
+        self.loop = asyncio.get_running_loop()
+        self.time = self.loop.time
+        #: When the deadline of the oldest call starts (see the class).
+        self.since = 0.0
+        #: Whether bytes of the oldest call's reply have arrived (then the
+        #: server is not waiting any more: ``reserve``'s own wait is over).
+        self.started = False
+        self.timer: asyncio.TimerHandle | None = None
 
     # -- asyncio.BufferedProtocol ------------------------------------------------
 
@@ -118,6 +154,12 @@ class _Link(asyncio.BufferedProtocol):
                 event = conn.next_event()
         except bp.Error as exc:
             self.fail(exc)
+            return
+        if self.slots:  # progress for the watchdog (not when idle: the usual case)
+            self.since = self.time()
+            # NEED_DATA: bytes of the oldest call's reply are in (a break
+            # means the read ended exactly after a reply).
+            self.started = event is bp.NEED_DATA
 
     def eof_received(self) -> bool:
         try:
@@ -139,13 +181,54 @@ class _Link(asyncio.BufferedProtocol):
 
     def pause_writing(self) -> None:
         if self._writable is None:
-            self._writable = asyncio.get_running_loop().create_future()
+            self._writable = self.loop.create_future()
 
     def resume_writing(self) -> None:
+        self.since = self.time()  # bytes went out: progress
         if self._writable is not None:
             if not self._writable.done():
                 self._writable.set_result(None)
             self._writable = None
+
+    # -- the watchdog ------------------------------------------------------------
+
+    def expect(self, command: bp.Command) -> asyncio.Future[bp.Event]:
+        """Queue a call for the reply to ``command`` (just written)."""
+        future: asyncio.Future[bp.Event] = self.loop.create_future()
+        slots = self.slots
+        if not slots:
+            self.since = self.time()
+            self.started = False
+            if self.timer is None and self.io is not None:
+                self.timer = self.loop.call_at(self.since + self.io, self._watch)
+        slots.append(_Slot(command, future))
+        return future
+
+    def _watch(self) -> None:
+        self.timer = None
+        io = self.io
+        if not self.slots or self.error is not None or io is None:
+            return  # idle: the next call queued sets the timer again
+        head = self.slots[0]
+        now = self.time()
+        wait = 0.0 if self.started else server_wait(head.command)
+        if wait is None:
+            # A reserve waiting for a job, which may take for ever: keepalive
+            # watches the peer meanwhile. Look again later (once per io).
+            self.timer = self.loop.call_at(now + io, self._watch)
+            return
+        deadline = self.since + wait + io
+        if now < deadline:
+            self.timer = self.loop.call_at(deadline, self._watch)
+            return
+        verb = head.command.verb.decode()
+        if self._writable is not None:  # the server stopped taking bytes
+            error = timed_out(f"sending to the server (the {verb} waiting)", wait + io)
+        else:
+            error = timed_out(f"the reply to {verb}", wait + io)
+        if not head.future.done():
+            head.future.set_exception(error)
+        self.fail(error)
 
     # -- the client's side -----------------------------------------------------
 
@@ -165,20 +248,41 @@ class _Link(asyncio.BufferedProtocol):
         if self.error is not None:
             return
         self.error = error
-        why = f"{type(error).__name__}: {error}"
-        for n, slot in enumerate(self.slots):
-            if not slot.future.done():
-                # The oldest call gets the failure itself (its reply is the one
-                # that broke or was cut off); the others, a ConnectionError each.
-                typed = n == 0 and isinstance(error, (ConnectionError, bp.Error))
-                slot.future.set_exception(error if typed else lib.connection_lost(why))
-        self.slots.clear()
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        slots = self.slots
+        if slots:
+            why = f"{type(error).__name__}: {error}"
+            for n, slot in enumerate(slots):
+                if not slot.future.done():
+                    if n == 0 and isinstance(error, bp.Error):
+                        # The oldest call's reply is the one that broke or was
+                        # cut off (ConnectionClosedError is a ReplyLostError).
+                        slot.future.set_exception(error)
+                    else:
+                        # Every command here went out: it may have run.
+                        lost = reply_lost(why)
+                        lost.__cause__ = error
+                        slot.future.set_exception(lost)
+            slots.clear()
         if self._writable is not None and not self._writable.done():
             self._writable.set_result(None)
         if self.writing is not None and not self.writing.done():
             self.writing.set_result(None)
         if self.transport is not None:
             self.transport.abort()
+
+
+def _cancelling() -> int:
+    """How many cancellations of the current task are pending: when it grows,
+    the task itself was cancelled, not just something it awaited. (Python
+    3.10 cannot tell: 0; a cancel that comes in the same turn of the loop as
+    the deadline is then taken for the deadline.)"""
+    if sys.version_info >= (3, 11):
+        task = asyncio.current_task()
+        return 0 if task is None else task.cancelling()
+    return 0  # pragma: no cover (3.10)
 
 
 class Client(Reconnecting[_Link], AsyncAPI[TBody]):
@@ -195,6 +299,13 @@ class Client(Reconnecting[_Link], AsyncAPI[TBody]):
         encoding: the encoding of job bodies; ``None`` for raw ``bytes``.
         use: the tube ``put`` inserts into.
         watch: the tube or tubes ``reserve`` takes from.
+        connect_timeout: seconds to open a connection and set it up
+            (``None``: no bound).
+        io_timeout: seconds to wait for bytes that should come now; never
+            cuts the wait of a ``reserve`` (``None``: no bound).
+        keepalive: seconds within which TCP keepalive notices a vanished
+            peer (``None``: keepalive off).
+        reconnect: whether a call after a lost connection connects again.
     """
 
     if TYPE_CHECKING:  # the body type follows the encoding (AsyncAPI.__init__ runs)
@@ -231,6 +342,8 @@ class Client(Reconnecting[_Link], AsyncAPI[TBody]):
 
     def _open(self) -> None:
         self._init_links(asyncio.Lock())
+        #: The task opening and setting up a connection, which close() ends.
+        self._opening: asyncio.Task[_Link] | None = None
 
     # -- life cycle ----------------------------------------------------------------
 
@@ -243,19 +356,70 @@ class Client(Reconnecting[_Link], AsyncAPI[TBody]):
     def _drop(self, link: _Link, error: BaseException) -> None:
         link.fail(error)
 
+    async def close(self) -> None:
+        """Close the connection. Calls still in flight (connecting included)
+        end with :class:`ConnectionError`; the client cannot be used
+        afterwards.
+
+        Jobs this client still holds reserved go back to the ready queue.
+        """
+        self._closed = True
+        if self._opening is not None:
+            self._opening.cancel()
+        await super().close()
+
+    aclose = close
+
+    def _where(self) -> str:
+        address = self._address
+        if isinstance(address, socket.socket):
+            return "the socket passed in"
+        if isinstance(address, (str, os.PathLike)):
+            return os.fspath(address)
+        return f"{address[0]}:{address[1]}"
+
     async def _connect(self) -> _Link:
+        """Open a connection and set it up, within connect_timeout.
+
+        The work runs in a task of its own, so that the deadline or close()
+        can cancel it and still tell the caller what happened (TimeoutError,
+        ConnectionError), while a cancelled caller still sees CancelledError.
+        """
+        loop = asyncio.get_running_loop()
+        cancelling = _cancelling()
+        task = self._opening = loop.create_task(self._open_link())
+        seconds = self._timeouts.connect
+        timer = None if seconds is None else loop.call_later(seconds, task.cancel)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.cancelled() and _cancelling() <= cancelling:
+                if self._closed:
+                    raise lib.connection_lost("the client is closed") from None
+                raise timed_out(f"connecting to {self._where()}", seconds or 0.0) from None
+            await _end(task)  # the caller was cancelled: so is the connecting
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+            self._opening = None
+
+    async def _open_link(self) -> _Link:
         loop = asyncio.get_running_loop()
         address = self._address
+        timeouts = self._timeouts
+        # While connect_timeout bounds the set-up, io_timeout does not.
+        io = timeouts.io if timeouts.connect is None else None
         link: _Link
         if isinstance(address, socket.socket):
-            _, link = await loop.create_connection(_Link, sock=address)
+            _, link = await loop.create_connection(lambda: _Link(io), sock=address)
         elif isinstance(address, (str, os.PathLike)):
-            _, link = await loop.create_unix_connection(_Link, os.fspath(address))
+            _, link = await loop.create_unix_connection(lambda: _Link(io), os.fspath(address))
         else:
             host, port = address
-            _, link = await loop.create_connection(_Link, host, port)
-            sock = cast(asyncio.Transport, link.transport).get_extra_info("socket")
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            _, link = await loop.create_connection(lambda: _Link(io), host, port)
+            transport = cast(asyncio.Transport, link.transport)
+            set_keepalive(transport.get_extra_info("socket"), timeouts.keepalive)
         self._connecting = link
         futures: list[asyncio.Future[bp.Event]] = []
         try:
@@ -268,9 +432,13 @@ class Client(Reconnecting[_Link], AsyncAPI[TBody]):
             for future in futures:  # failed with the link; nobody else awaits them
                 if future.done() and not future.cancelled():
                     future.exception()
+            if isinstance(exc, ReplyLostError):
+                # The caller's own command has not left: nothing of it is lost.
+                raise lib.connection_lost(f"setting the connection up failed: {exc}") from exc
             raise
         finally:
             self._connecting = None
+        link.io = timeouts.io
         return link
 
     # -- the only place bytes move --------------------------------------------------
@@ -284,8 +452,15 @@ class Client(Reconnecting[_Link], AsyncAPI[TBody]):
                 transport.write(part)  # each write tries the socket first: no join
         else:
             transport.write(conn.send(command))
-        future: asyncio.Future[bp.Event] = asyncio.get_running_loop().create_future()
-        link.slots.append(_Slot(command, future))
+        # link.expect(command), inlined: this is every call's path.
+        future: asyncio.Future[bp.Event] = link.loop.create_future()
+        slots = link.slots
+        if not slots:
+            since = link.since = link.time()
+            link.started = False
+            if link.timer is None and link.io is not None:
+                link.timer = link.loop.call_at(since + link.io, link._watch)
+        slots.append(_Slot(command, future))
         return future
 
     async def _request(self, command: bp.Command) -> bp.Event:
@@ -314,12 +489,12 @@ class Client(Reconnecting[_Link], AsyncAPI[TBody]):
     @staticmethod
     async def _send_large(link: _Link, command: bp.Put) -> asyncio.Future[bp.Event]:
         """Write a ``put`` with a large body a chunk at a time, waiting for
-        the transport to drain between chunks (see "Large bodies" above)."""
+        the transport to drain between chunks (see "Large bodies" above).
+        The watchdog bounds each wait by io_timeout (a drain is progress)."""
         transport = cast(asyncio.Transport, link.transport)
-        loop = asyncio.get_running_loop()
+        loop = link.loop
         head, body, tail = link.conn.send_parts(command)
-        future: asyncio.Future[bp.Event] = loop.create_future()
-        link.slots.append(_Slot(command, future))
+        future = link.expect(command)
         writing = link.writing = loop.create_future()
         try:
             transport.write(head)
@@ -332,6 +507,7 @@ class Client(Reconnecting[_Link], AsyncAPI[TBody]):
                 transport.write(view[start : start + _CHUNK])
             else:
                 transport.write(tail)
+                link.since = link.time()  # all sent: the reply is due from now
         except BaseException:
             # Part of the command is on the wire: the stream is lost.
             future.cancel()  # nobody will wait for it
@@ -342,3 +518,17 @@ class Client(Reconnecting[_Link], AsyncAPI[TBody]):
             if not writing.done():
                 writing.set_result(None)
         return future
+
+
+async def _end(task: asyncio.Task[_Link]) -> None:
+    """Cancel ``task`` and wait until it has ended (its socket closed); a
+    link it made all the same is given up."""
+    task.cancel()
+    while not task.done():
+        try:
+            await asyncio.wait((task,))
+        except asyncio.CancelledError:
+            pass  # ending it takes one turn of the loop; the caller re-raises
+    if not task.cancelled():
+        if task.exception() is None:
+            task.result().fail(lib.connection_lost("the connecting call was cancelled"))
