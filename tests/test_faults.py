@@ -190,6 +190,7 @@ def test_io_timeout_bounds_an_ordinary_call(clients: Clients) -> None:
         error, elapsed = timed(client.stats)
         assert isinstance(error, TimeoutError), repr(error)
         assert elapsed <= 1 + SLACK
+        wait_until(lambda: sum(map(len, silent.commands())) >= 2, "both commands to arrive")
         assert silent.commands() == [[b"put 65536 0 60 1\r\nx\r\n"], [b"stats\r\n"]]
 
 
@@ -201,6 +202,7 @@ def test_connect_timeout_bounds_the_set_up(clients: Clients) -> None:
         report(f"{clients.flavor}: set-up on a silent server, connect_timeout=1", elapsed)
         assert isinstance(error, TimeoutError), repr(error)
         assert 0.8 <= elapsed <= 1 + SLACK
+        wait_until(lambda: sum(map(len, silent.commands())) >= 1, "the set-up to arrive")
         assert silent.commands() == [[b"use x\r\n"]]
         wait_until(
             silent.connections[0].client_closed.is_set, "the half set-up connection to be closed"
@@ -566,13 +568,13 @@ sys.exit(f"timed out waiting for {what}")
 """
 
 
-def _read_line(proc: subprocess.Popen[str], deadline: float, log: Path) -> str:
+def _read_line(proc: subprocess.Popen[str], deadline: float, log: Path, what: str) -> str:
     """The next line of ``proc``'s stdout, waiting no later than ``deadline``."""
     assert proc.stdout is not None
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
-            raise AssertionError(f"the client printed nothing in time; stderr: {log.read_text()}")
+            raise AssertionError(f"{what}; the client's stderr: {log.read_text()!r}")
         ready, _, _ = select.select([proc.stdout], [], [], left)
         if ready:
             line = proc.stdout.readline()
@@ -634,12 +636,21 @@ def test_keepalive_detects_a_vanished_peer(flavor: str, tmp_path: Path) -> None:
                 env=dict(os.environ, PYTHONPATH=SRC),
             )
         )
-        line = _read_line(client, time.monotonic() + 15, log)
+        line = _read_line(
+            client, time.monotonic() + 15, log, "the client did not reach reserve() within 15 s"
+        )
         assert line == "WAITING", line
         subprocess.run(netns.in_server(*probe, "waiting"), check=True, timeout=15)
         pulled_at = time.monotonic()
         netns.pull_server_link()
-        result = json.loads(_read_line(client, time.monotonic() + 15, log))
+        result = json.loads(
+            _read_line(
+                client,
+                time.monotonic() + 15,
+                log,
+                "reserve() had not ended 15 s after the link went down",
+            )
+        )
         detected = result["at"] - pulled_at
         report(f"{flavor}: peer vanished in reserve(), keepalive=4 -> {result['error']}", detected)
         assert result["connection_or_timeout"], result
