@@ -76,14 +76,21 @@ def report(what: str, seconds: float) -> None:
     print(f"\n[fault timing] {what}: {seconds:.3f} s")
 
 
-def timed(call: Callable[[], object]) -> tuple[BaseException | None, float]:
-    """Run ``call``; return what it raised (or ``None``) and how long it took."""
+def timed(call: Callable[[], object], bound: float = BOUND) -> tuple[BaseException | None, float]:
+    """Run ``call``; return what it raised (or ``None``) and how long it took.
+
+    It runs in a thread of its own, so that a client that hangs (no timeout
+    where one is due) fails the test after ``bound`` seconds instead of
+    hanging it; the clients fixture closes the client at teardown, which
+    ends the call.
+    """
     start = time.monotonic()
-    try:
-        call()
-    except Exception as exc:
-        return exc, time.monotonic() - start
-    return None, time.monotonic() - start
+    call_ = Background(call, name="timed-call")
+    call_.thread.join(bound)
+    if not call_.done():
+        raise AssertionError(f"the call still runs after {bound} s: a timeout did not fire")
+    assert call_.ended_at is not None
+    return call_.error, call_.ended_at - start
 
 
 def waiting_on(address: tuple[str, int], tube: str, count: int = 1) -> Callable[[], bool]:
