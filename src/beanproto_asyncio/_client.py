@@ -131,6 +131,10 @@ class _Link(asyncio.BufferedProtocol):
         #: server is not waiting any more: ``reserve``'s own wait is over).
         self.started = False
         self.timer: asyncio.TimerHandle | None = None
+        #: Since a large body began: bytes handed to the transport, and the
+        #: most of them the watchdog has seen leave its buffer.
+        self.handed = 0
+        self.drained = 0
 
     # -- asyncio.BufferedProtocol ------------------------------------------------
 
@@ -211,6 +215,16 @@ class _Link(asyncio.BufferedProtocol):
             return  # idle: the next call queued sets the timer again
         head = self.slots[0]
         now = self.time()
+        unsent = cast(asyncio.Transport, self.transport).get_write_buffer_size()
+        if unsent:
+            # A large body going out: bytes leaving the transport's buffer are
+            # progress (resume_writing comes only once per chunk). Small
+            # commands written meanwhile are not in ``handed``: they can only
+            # hide progress, never fake it.
+            drained = self.handed - unsent
+            if drained > self.drained:
+                self.drained = drained
+                self.since = now
         wait = 0.0 if self.started else server_wait(head.command)
         if wait is None:
             # A reserve waiting for a job, which may take for ever: keepalive
@@ -219,6 +233,8 @@ class _Link(asyncio.BufferedProtocol):
             return
         deadline = self.since + wait + io
         if now < deadline:
+            if unsent:  # look at the buffer more often
+                deadline = min(deadline, now + io / 4)
             self.timer = self.loop.call_at(deadline, self._watch)
             return
         verb = head.command.verb.decode()
@@ -496,6 +512,8 @@ class Client(Reconnecting[_Link], AsyncAPI[TBody]):
         head, body, tail = link.conn.send_parts(command)
         future = link.expect(command)
         writing = link.writing = loop.create_future()
+        link.handed = transport.get_write_buffer_size() + len(head)
+        link.drained = 0
         try:
             transport.write(head)
             view = memoryview(body).cast("B")
@@ -504,7 +522,9 @@ class Client(Reconnecting[_Link], AsyncAPI[TBody]):
                     await asyncio.shield(link._writable)
                 if link.error is not None:
                     break  # failed meanwhile: the future holds why
-                transport.write(view[start : start + _CHUNK])
+                chunk = view[start : start + _CHUNK]
+                link.handed += len(chunk)
+                transport.write(chunk)
             else:
                 transport.write(tail)
                 link.since = link.time()  # all sent: the reply is due from now
