@@ -58,20 +58,24 @@ or use ``reserve(timeout=...)``.
 
 from __future__ import annotations
 
+import math
 import os
 import socket as stdlib_socket
+import weakref
 from collections import deque
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, overload
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, NoReturn, overload
 
 import trio
 
 import beanproto as bp
 from beanproto import _clientlib as lib
 from beanproto._async_api import AsyncAPI
+from beanproto._faults import reply_lost, server_wait, set_keepalive, timed_out
 from beanproto._job import TBody
 from beanproto._readiness import Probe, close_probe, readiness_probe
 from beanproto._reconnect import Reconnecting
+from beanproto.errors import ReplyLostError
 
 __all__ = ["Client"]
 
@@ -80,6 +84,8 @@ DEFAULT_TUBE = lib.DEFAULT_TUBE
 #: Bodies at least this large are written with ``sendmsg`` from the caller's
 #: own buffer instead of being joined to the command line first.
 _VECTORED_BODY = 32 * 1024
+
+_INF = math.inf
 
 
 class _Slot:
@@ -95,9 +101,32 @@ class _Slot:
 
 class _Link:
     """One connection: its socket, its core state machine and the calls
-    waiting on it, oldest first."""
+    waiting on it, oldest first.
 
-    __slots__ = ("conn", "error", "poll", "slots", "sock")
+    With an ``io`` bound, a watchdog task (:func:`_watchdog`) keeps it: the
+    oldest call's reply is due ``io`` seconds (plus the server's own wait, for
+    a reserve) after ``since``, the moment that call became the oldest (its
+    command was sent, or the reply before it came) or bytes last moved. The
+    calls only write ``since`` (one read of the clock); the watchdog sleeps
+    until ``wake`` (at most ``io`` ahead, or for ever while nothing is due)
+    and is woken earlier only when something becomes due before ``wake``.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "alarm",
+        "clock",
+        "conn",
+        "error",
+        "io",
+        "poll",
+        "sending",
+        "since",
+        "slots",
+        "sock",
+        "started",
+        "wake",
+    )
 
     def __init__(self, sock: trio.socket.SocketType) -> None:
         self.sock = sock
@@ -107,10 +136,139 @@ class _Link:
         #: ``poll(0)``: whether the socket is readable (data or end of file),
         #: without blocking or yielding; one cheap system call.
         self.poll: Probe = readiness_probe(sock.fileno())
+        #: The io_timeout the watchdog keeps (``None``: no watchdog).
+        self.io: float | None = None
+        self.clock: Callable[[], float] = trio.lowlevel.current_clock().current_time
+        #: When the oldest call's deadline starts (see the class).
+        self.since = 0.0
+        #: Whether bytes of the oldest call's reply came (so the server
+        #: waits no more: a reserve's own wait is over).
+        self.started = False
+        #: The call whose command is being written while the socket is full.
+        self.sending: _Slot | None = None
+        #: When the watchdog wakes up next, and the scope it sleeps in.
+        self.wake = _INF
+        self.alarm: trio.CancelScope | None = None
 
-    def close(self) -> None:
+    def watch(self, io: float | None) -> None:
+        """Start keeping ``io`` (the io_timeout) on this link."""
+        if io is not None and self.error is None:
+            self.io = io
+            trio.lowlevel.spawn_system_task(
+                _watchdog, self, name="beanproto_trio io_timeout watchdog"
+            )
+
+    def moved(self) -> None:
+        """Bytes moved, or the oldest call changed: its deadline starts again."""
+        io = self.io
+        if io is not None:
+            now = self.since = self.clock()
+            if now + io < self.wake:
+                self.wake_at(now + io)
+
+    def wake_at(self, when: float) -> None:
+        """Have the watchdog look again at ``when`` (before its own wake-up)."""
+        self.wake = when
+        if self.alarm is not None:
+            self.alarm.deadline = when
+
+    def give_up(self, error: BaseException) -> None:
+        """Close the link and fail every call waiting on it.
+
+        The oldest call gets ``error`` itself when it is about its reply (a
+        :class:`beanproto.Error`: the reply broke or was cut off); every other
+        call, a :class:`ReplyLostError`: its command went out and may have
+        run. A call that already has its error (the late one) keeps it.
+        """
+        if self.error is not None:
+            return
+        self.error = error
+        slots = self.slots
+        if slots:
+            why = f"{type(error).__name__}: {error}"
+            for n, slot in enumerate(slots):
+                if slot.event is None and slot.error is None:
+                    if n == 0 and isinstance(error, bp.Error):
+                        slot.error = error
+                    else:
+                        lost = reply_lost(why)
+                        lost.__cause__ = error
+                        slot.error = lost
+            slots.clear()
+        if self.alarm is not None:
+            self.alarm.cancel()
         self.sock.close()
         close_probe(self.poll)
+
+
+async def _watchdog(link: _Link) -> None:
+    """Keep a link's io_timeout (see :class:`_Link`): give the link up when
+    its oldest call is late, the late call failing with :class:`TimeoutError`.
+
+    A system task that holds its link only while it looks at it, so that an
+    abandoned client's link is still collected (the task then ends too).
+    It ends when the link is given up.
+    """
+    token = trio.lowlevel.current_trio_token()
+    alarm = trio.CancelScope()
+
+    def collected(_: object) -> None:  # pragma: no cover (garbage collection)
+        try:
+            token.run_sync_soon(alarm.cancel)
+        except trio.RunFinishedError:
+            pass
+
+    ref = weakref.ref(link, collected)
+    del link
+    while True:
+        current = ref()
+        if current is None or current.error is not None or current.io is None:
+            return
+        link, io = current, current.io
+        del current
+        try:
+            now = link.clock()
+            wake = _INF
+            if link.slots:
+                head = link.slots[0]
+                wait = 0.0 if link.started else server_wait(head.command)
+                if wait is not None:  # None: a reserve that may wait for ever
+                    due = link.since + wait + io
+                    if now >= due:
+                        verb = head.command.verb.decode()
+                        if link.sending is head:
+                            error = timed_out(f"sending {verb} to the server", io)
+                        else:
+                            error = timed_out(f"the reply to {verb}", wait + io)
+                        if head.event is None and head.error is None:
+                            head.error = error
+                        link.give_up(error)
+                        return
+                    wake = min(due, now + io)
+                del head
+            alarm = link.alarm = trio.CancelScope(deadline=wake)
+            link.wake = wake
+        except Exception as exc:  # pragma: no cover (a bug here must not crash trio.run)
+            link.give_up(exc)
+            return
+        del link
+        with alarm:
+            await trio.sleep_forever()
+
+
+def _cut_off(link: _Link, slot: _Slot, exc: BaseException) -> NoReturn:
+    """Raise what a call whose command was written only in part raises."""
+    if link.error is None:
+        link.give_up(exc)
+        if isinstance(exc, OSError):
+            # Cut off before its end, the command cannot have run.
+            raise lib.connection_lost(f"sending failed: {exc}") from exc
+        raise exc
+    if isinstance(exc, Exception) and slot.error is not None:
+        # Given up under us (the watchdog, close()): the link says why.
+        slot.error.__suppress_context__ = True
+        raise slot.error
+    raise exc  # cancelled, interrupted
 
 
 def _withdraw(link: _Link, slot: _Slot) -> None:
@@ -135,6 +293,13 @@ class Client(Reconnecting[_Link], AsyncAPI[TBody]):
         encoding: the encoding of job bodies; ``None`` for raw ``bytes``.
         use: the tube ``put`` inserts into.
         watch: the tube or tubes ``reserve`` takes from.
+        connect_timeout: seconds to open a connection and set it up
+            (``None``: no bound).
+        io_timeout: seconds to wait for bytes that should come now; never
+            cuts the wait of a ``reserve`` (``None``: no bound).
+        keepalive: seconds within which TCP keepalive notices a vanished
+            peer (``None``: keepalive off).
+        reconnect: whether a call after a lost connection connects again.
     """
 
     if TYPE_CHECKING:  # the body type follows the encoding (AsyncAPI.__init__ runs)
@@ -173,6 +338,9 @@ class Client(Reconnecting[_Link], AsyncAPI[TBody]):
         self._init_links(trio.Lock())
         self._send_lock = trio.Lock()
         self._recv_lock = trio.Lock()
+        #: The scope connecting runs in: its deadline is connect_timeout,
+        #: and close() cancels it.
+        self._connect_scope: trio.CancelScope | None = None
 
     # -- life cycle --------------------------------------------------------------
 
@@ -183,49 +351,86 @@ class Client(Reconnecting[_Link], AsyncAPI[TBody]):
         await trio.lowlevel.checkpoint()
 
     def _drop(self, link: _Link, error: BaseException) -> None:
-        self._abandon(link, error)
+        link.give_up(error)
+
+    async def close(self) -> None:
+        """Close the connection. Calls still in flight (connecting included)
+        end with :class:`ConnectionError`; the client cannot be used
+        afterwards.
+
+        Jobs this client still holds reserved go back to the ready queue.
+        """
+        self._closed = True
+        if self._connect_scope is not None:
+            self._connect_scope.cancel()
+        await super().close()
+
+    aclose = close
+
+    def _where(self) -> str:
+        address = self._address
+        if isinstance(address, trio.socket.SocketType):
+            return "the socket passed in"
+        if isinstance(address, (str, os.PathLike)):
+            return os.fspath(address)
+        return f"{address[0]}:{address[1]}"
 
     async def _connect(self) -> _Link:
+        """Open a connection and set it up, within connect_timeout.
+
+        A cancellation from outside stays a :class:`trio.Cancelled`; the
+        deadline raises :class:`TimeoutError`, close() :class:`ConnectionError`.
+        """
+        seconds = self._timeouts.connect
+        deadline = _INF if seconds is None else trio.current_time() + seconds
+        scope = self._connect_scope = trio.CancelScope(deadline=deadline)
+        try:
+            with scope:
+                return await self._open_link()
+        finally:
+            self._connect_scope = None
+        if self._closed:
+            raise lib.connection_lost("the client is closed")
+        raise timed_out(f"connecting to {self._where()}", seconds or 0.0)
+
+    async def _open_link(self) -> _Link:
         address = self._address
+        timeouts = self._timeouts
         if isinstance(address, trio.socket.SocketType):
             sock = address
         elif isinstance(address, (str, os.PathLike)):
             sock = (await trio.open_unix_socket(os.fspath(address))).socket
         else:
             host, port = address
-            sock = await _open_tcp(host, port)
+            sock = await _open_tcp(host, port, timeouts.keepalive)
         link = self._connecting = _Link(sock)
         try:
+            if timeouts.connect is None:
+                link.watch(timeouts.io)  # nothing else bounds the set-up
             setup = lib.setup_commands(self._use, self._watch)
             slots = [_Slot(command) for command in setup]
             if setup:
                 data = b"".join(link.conn.send(command) for command in setup)
                 link.slots.extend(slots)
+                link.moved()
                 try:
-                    await _send_all(sock, data)
+                    await _send_all(link, data)
                 except _NothingSent as unsent:
                     raise unsent.error from None
-                for _ in setup:
-                    await self._read_one(link)
+                for slot in slots:
+                    await self._read_one(link, slot)
                 lib.check_setup(setup, [slot.event for slot in slots])  # type: ignore[misc]
         except BaseException as exc:
-            self._abandon(link, exc)
+            link.give_up(exc)
+            if isinstance(exc, ReplyLostError):
+                # The caller's own command has not left: nothing of it is lost.
+                raise lib.connection_lost(f"setting the connection up failed: {exc}") from exc
             raise
         finally:
             self._connecting = None
+        if timeouts.connect is not None:
+            link.watch(timeouts.io)
         return link
-
-    def _abandon(self, link: _Link, error: BaseException) -> None:
-        """Give up a connection: close it and fail every call waiting on it."""
-        if link.error is not None:
-            return
-        link.error = error
-        why = f"{type(error).__name__}: {error}"
-        for slot in link.slots:
-            if slot.event is None and slot.error is None:
-                slot.error = lib.connection_lost(why)
-        link.slots.clear()
-        link.close()
 
     # -- the loop: the only place bytes move ---------------------------------------
 
@@ -249,7 +454,8 @@ class Client(Reconnecting[_Link], AsyncAPI[TBody]):
                 if link.error is not None:
                     continue  # lost while we waited: take the next connection
                 conn = link.conn
-                if not link.slots and (conn.buffered or link.poll(0)):
+                slots = link.slots
+                if not slots and (conn.buffered or link.poll(0)):
                     if not await self._read_idle(link):
                         if reconnected:  # the new connection too: do not loop
                             raise lib.connection_lost(
@@ -264,19 +470,32 @@ class Client(Reconnecting[_Link], AsyncAPI[TBody]):
                     data: Any = conn.send_parts(command)
                 else:
                     data = conn.send(command)
-                link.slots.append(slot)
+                if not slots:
+                    # The oldest call now: its reply is due from here
+                    # (link.moved(), inlined: this is every call's path).
+                    io = link.io
+                    if io is not None:
+                        now = link.since = link.clock()
+                        link.started = False
+                        if now + io < link.wake:
+                            link.wake_at(now + io)
+                slots.append(slot)
                 try:
-                    await _send_all(link.sock, data)
+                    await _send_all(link, data)
                 except _NothingSent as unsent:
-                    if isinstance(unsent.error, trio.Cancelled) and link.error is None:
-                        _withdraw(link, slot)  # the connection stays as it was
-                    else:
-                        self._abandon(link, unsent.error)
-                    raise unsent.error from None
+                    error = unsent.error
+                    if link.error is None:
+                        if isinstance(error, trio.Cancelled):
+                            _withdraw(link, slot)  # the connection stays as it was
+                            raise error from None
+                        link.give_up(error)
+                    if isinstance(error, OSError | trio.ClosedResourceError):
+                        # Not a byte of this command left: nothing is lost.
+                        raise lib.connection_lost(f"{type(error).__name__}: {error}") from error
+                    raise error from None
                 except BaseException as exc:
                     # Part of the command is on the wire: the stream is lost.
-                    self._abandon(link, exc)
-                    raise
+                    _cut_off(link, slot, exc)
                 break
             finally:
                 send_lock.release()
@@ -289,12 +508,12 @@ class Client(Reconnecting[_Link], AsyncAPI[TBody]):
                     await recv_lock.acquire()
                 try:
                     if slot.event is None and slot.error is None:
-                        await self._read_one(link)
+                        await self._read_one(link, slot)
                 finally:
                     recv_lock.release()
         except BaseException:
             if lib.abandon_needs_reset(command, slot.event):
-                self._abandon(link, lib.connection_lost("a reserve was cancelled"))
+                link.give_up(lib.connection_lost("a reserve was cancelled"))
             raise
         if slot.error is not None:
             raise slot.error
@@ -324,22 +543,24 @@ class Client(Reconnecting[_Link], AsyncAPI[TBody]):
         except trio.Cancelled:
             raise  # nothing was taken off the socket
         except (OSError, trio.BrokenResourceError) as exc:
-            self._abandon(link, exc)  # reset while idle: the command has not left
+            link.give_up(exc)  # reset while idle: the command has not left
             return False
         except BaseException as exc:
-            self._abandon(link, exc)
+            link.give_up(exc)
             raise
         if event is bp.NEED_DATA:
             return True
-        self._abandon(link, lib.connection_lost("the server closed the connection while idle"))
+        link.give_up(lib.connection_lost("the server closed the connection while idle"))
         return False
 
-    async def _read_one(self, link: _Link) -> None:
-        """Read the next event and hand it to the oldest waiting call.
+    async def _read_one(self, link: _Link, mine: _Slot) -> None:
+        """Read the next event and hand it to the oldest waiting call, for the
+        call waiting for ``mine`` (the oldest, or one behind it).
 
         Every read yields to other tasks, and one of them may give the link up
-        meanwhile (``close()``, a cancelled reserve): then what was read
-        belongs to nobody, and this call fails like the others.
+        meanwhile (``close()``, a cancelled reserve, the watchdog): then what
+        was read belongs to nobody, and this call raises what the link left
+        it (:class:`ReplyLostError`, or :class:`TimeoutError` if it was late).
         """
         conn = link.conn
         try:
@@ -353,20 +574,31 @@ class Client(Reconnecting[_Link], AsyncAPI[TBody]):
                 else:
                     conn.receive_data(b"")
                 event = conn.next_event()
+                if event is bp.NEED_DATA:  # part of a reply: progress
+                    link.started = True
+                    link.moved()
         except trio.Cancelled:
             raise  # nothing was taken off the socket
         except BaseException as exc:
-            if link.error is not None:
-                # Closed under us (close(), a cancelled reserve in another task).
-                if isinstance(exc, ConnectionError) and not isinstance(exc, bp.Error):
-                    raise
-                raise lib.connection_lost(str(link.error)) from exc
-            self._abandon(link, exc)
-            raise
-        link.slots.popleft().event = event
+            ours = link.error is None
+            if ours:
+                link.give_up(exc)
+            error = mine.error
+            if not isinstance(exc, Exception) or error is None or error is exc:
+                raise
+            if ours:
+                raise error from exc
+            error.__suppress_context__ = True  # closed under us: not news
+            raise error  # noqa: B904 (its cause is the link's failure)
+        slots = link.slots
+        slots.popleft().event = event
+        if slots:
+            # The next call is the oldest now: its reply is due from here.
+            link.started = False
+            link.moved()
 
 
-async def _open_tcp(host: str, port: int) -> trio.socket.SocketType:
+async def _open_tcp(host: str, port: int, keepalive: float | None) -> trio.socket.SocketType:
     """Connect to each address of ``host`` in turn; raise the last failure as
     it is (``ConnectionRefusedError`` …), as the other clients do."""
     error: OSError | None = None
@@ -382,8 +614,12 @@ async def _open_tcp(host: str, port: int) -> trio.socket.SocketType:
                 raise
             error = exc
             continue
-        sock.setsockopt(stdlib_socket.IPPROTO_TCP, stdlib_socket.TCP_NODELAY, 1)
-        sock.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_KEEPALIVE, 1)
+        try:
+            sock.setsockopt(stdlib_socket.IPPROTO_TCP, stdlib_socket.TCP_NODELAY, 1)
+            set_keepalive(sock, keepalive)
+        except BaseException:
+            sock.close()
+            raise
         return sock
     raise error or OSError(f"no address found for {host!r}")
 
@@ -396,16 +632,19 @@ class _NothingSent(Exception):
         self.error = error
 
 
-async def _send_all(sock: trio.socket.SocketType, data: Any) -> None:
-    """Write every byte of ``data`` (bytes, or a list of parts, in order);
-    parts go out in vectored writes, so a large body is never joined to its
-    command line.
+async def _send_all(link: _Link, data: Any) -> None:
+    """Write every byte of ``data`` (bytes, or a list of parts, in order)
+    on ``link``; parts go out in vectored writes, so a large body is never
+    joined to its command line. While the socket is full, every write that
+    makes progress restarts the oldest call's clock (a send that makes none
+    for io_timeout is late).
 
     Raises:
         _NothingSent: the first write failed (or was cancelled: trio raises
             a cancellation before the write, or while waiting for room, never
             after bytes went out), so not one byte of ``data`` left.
     """
+    sock = link.sock
     if type(data) is bytes:
         try:
             sent = await sock.send(data)  # a whole command, nearly always
@@ -421,12 +660,20 @@ async def _send_all(sock: trio.socket.SocketType, data: Any) -> None:
         except BaseException as exc:
             raise _NothingSent(exc) from None
         views = _advance(views, sent)
-    while views:
-        if len(views) == 1:
-            sent = await sock.send(views[0])
-        else:
-            sent = await sock.sendmsg(views)
-        views = _advance(views, sent)
+    if not views:
+        return
+    link.sending = link.slots[-1] if link.slots else None
+    try:
+        while views:
+            link.moved()
+            if len(views) == 1:
+                sent = await sock.send(views[0])
+            else:
+                sent = await sock.sendmsg(views)
+            views = _advance(views, sent)
+    finally:
+        link.sending = None
+    link.moved()  # all sent: the reply is due from now
 
 
 def _advance(views: list[memoryview], sent: int) -> list[memoryview]:
