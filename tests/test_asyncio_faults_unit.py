@@ -234,6 +234,39 @@ def test_connect_timeout_bounds_the_set_up() -> None:
     run(body)
 
 
+def test_without_connect_timeout_io_timeout_bounds_the_set_up() -> None:
+    async def body() -> None:
+        async with Peer(PeerConnection.silent) as peer:
+            client = beanproto_asyncio.Client(
+                peer.address, use="x", connect_timeout=None, io_timeout=0.3
+            )
+            error, elapsed = await timed(client.stats())
+            assert type(error) is TimeoutError, repr(error)
+            assert "the reply to use took longer than 0.3 s" in str(error)
+            assert 0.3 - EARLY <= elapsed <= 0.3 + SLACK
+            await client.close()
+
+    run(body)
+
+
+def test_a_set_up_cut_off_is_a_plain_connection_error() -> None:
+    # The caller's own command never left: nothing of it can have run.
+    async def hangs_up(conn: PeerConnection) -> None:
+        await conn.commands_until(1)
+
+    async def body() -> None:
+        async with Peer(hangs_up, answering) as peer:
+            client = beanproto_asyncio.Client(peer.address, use="x")
+            with pytest.raises(ConnectionError, match="setting the connection up") as caught:
+                await client.put("a")
+            assert not isinstance(caught.value, beanproto.ReplyLostError)
+            assert await client.put("b") == 1
+            assert peer.commands() == [[b"use x\r\n"], [b"use x\r\n", b"put 65536 0 60 1\r\nb\r\n"]]
+            await client.close()
+
+    run(body)
+
+
 class HangingConnect:
     """Replaces ``loop.create_connection``: a TCP handshake that never ends."""
 
