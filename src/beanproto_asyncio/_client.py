@@ -246,8 +246,8 @@ class _Link(asyncio.BufferedProtocol):
             self.timer = self.loop.call_at(deadline, self._watch)
             return
         verb = head.command.verb.decode()
-        if self._writable is not None:  # the server stopped taking bytes
-            error = timed_out(f"sending to the server (the {verb} waiting)", wait + io)
+        if self._writable is not None:  # the server stopped taking our bytes
+            error = timed_out("writing to the server", wait + io)
         else:
             error = timed_out(f"the reply to {verb}", wait + io)
         if not head.future.done():
@@ -436,6 +436,7 @@ class Client(Reconnecting[_Link], AsyncAPI[TBody]):
         # While connect_timeout bounds the set-up, io_timeout does not.
         io = timeouts.io if timeouts.connect is None else None
         link: _Link
+        tcp = False  # a TCP connection of our own (keepalive is ours to set)
         if isinstance(address, socket.socket):
             _, link = await loop.create_connection(lambda: _Link(io), sock=address)
         elif isinstance(address, (str, os.PathLike)):
@@ -443,11 +444,13 @@ class Client(Reconnecting[_Link], AsyncAPI[TBody]):
         else:
             host, port = address
             _, link = await loop.create_connection(lambda: _Link(io), host, port)
-            transport = cast(asyncio.Transport, link.transport)
-            set_keepalive(transport.get_extra_info("socket"), timeouts.keepalive)
+            tcp = True
         self._connecting = link
         futures: list[asyncio.Future[bp.Event]] = []
         try:
+            if tcp:
+                transport = cast(asyncio.Transport, link.transport)
+                set_keepalive(transport.get_extra_info("socket"), timeouts.keepalive)
             setup = lib.setup_commands(self._use, self._watch)
             futures = [self._send(link, command) for command in setup]
             events = [await future for future in futures]
@@ -535,6 +538,7 @@ class Client(Reconnecting[_Link], AsyncAPI[TBody]):
                 link.handed += len(chunk)
                 transport.write(chunk)
             else:
+                link.handed += len(tail)
                 transport.write(tail)
                 link.since = link.time()  # all sent: the reply is due from now
         except BaseException:
