@@ -603,6 +603,70 @@ def test_a_call_behind_a_waiting_reserve_waits_with_it() -> None:
     run(test)
 
 
+def test_a_cancelled_calls_reply_read_with_another_is_not_taken_for_late() -> None:
+    """A call cancelled while its command is out: its reply, read together
+    with the reply before it, is dropped at once (the watchdog never sees a
+    late reply, and the connection, with the jobs it holds, stays)."""
+    cancelled = trio.Event()
+
+    async def both_at_once(connection: PeerConnection) -> None:
+        await connection.command()
+        await connection.command()
+        await cancelled.wait()
+        await connection.send(b"INSERTED 1\r\nINSERTED 2\r\n")
+        await answering(b"INSERTED 3\r\n")(connection)
+
+    async def test(nursery: trio.Nursery) -> None:
+        peer = await started(nursery, both_at_once)
+        async with client(peer, io_timeout=IO) as c:
+            outcome: list[Any] = []
+            second = trio.CancelScope()
+
+            async def first() -> None:
+                outcome.append(await c.put("a"))
+
+            async def other() -> None:
+                with second:
+                    await c.put("b")
+
+            async with trio.open_nursery() as inner:
+                inner.start_soon(first)
+                await trio.testing.wait_all_tasks_blocked()
+                inner.start_soon(other)
+                await trio.testing.wait_all_tasks_blocked()
+                second.cancel()
+                await trio.testing.wait_all_tasks_blocked()
+                cancelled.set()
+            assert outcome == [1]
+            await trio.sleep(IO * 10)
+            assert await c.put("c") == 3
+        assert len(peer.connections) == 1
+
+    run(test)
+
+
+def test_a_cancelled_calls_reply_nobody_reads_is_not_taken_for_late() -> None:
+    """The reply of a cancelled call that came while no call waits stays in
+    the socket for the next call (which drops it): not late either."""
+
+    async def late(connection: PeerConnection) -> None:
+        await connection.command()
+        await trio.sleep(IO / 5)
+        await connection.send(b"USING default\r\n")
+        await answering(b"INSERTED 3\r\n")(connection)
+
+    async def test(nursery: trio.Nursery) -> None:
+        peer = await started(nursery, late)
+        async with client(peer, io_timeout=IO) as c:
+            with trio.move_on_after(IO / 10):
+                await c.using()
+            await trio.sleep(IO * 10)
+            assert await c.put("c") == 3
+        assert len(peer.connections) == 1
+
+    run(test)
+
+
 # == lost replies ===================================================================
 
 

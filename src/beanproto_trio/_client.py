@@ -91,12 +91,14 @@ _INF = math.inf
 class _Slot:
     """A call waiting for its reply."""
 
-    __slots__ = ("command", "error", "event")
+    __slots__ = ("command", "error", "event", "orphan")
 
     def __init__(self, command: bp.Command) -> None:
         self.command = command
         self.event: bp.Event | None = None
         self.error: BaseException | None = None
+        #: The call was cancelled: nobody waits for this reply any more.
+        self.orphan = False
 
 
 class _Link:
@@ -234,6 +236,11 @@ async def _watchdog(link: _Link) -> None:
                 wait = 0.0 if link.started else server_wait(head.command)
                 if wait is not None:  # None: a reserve that may wait for ever
                     due = link.since + wait + io
+                    if now >= due and link.poll(0):
+                        # Bytes (or an end of file) nobody has read yet: not
+                        # late, but a reader busy elsewhere, or none (a
+                        # cancelled call's reply waits for the next call).
+                        due = now + io
                     if now >= due:
                         verb = head.command.verb.decode()
                         if link.sending is head:
@@ -269,6 +276,22 @@ def _cut_off(link: _Link, slot: _Slot, exc: BaseException) -> NoReturn:
         slot.error.__suppress_context__ = True
         raise slot.error
     raise exc  # cancelled, interrupted
+
+
+def _drop_orphans(link: _Link) -> None:
+    """Hand the replies already read to the oldest calls while those were
+    cancelled, with no read (so that a reply that came is never left for the
+    watchdog to take for a late one). An error gives the link up."""
+    slots = link.slots
+    conn = link.conn
+    try:
+        while slots and slots[0].orphan and conn.buffered:
+            event = conn.next_event()
+            if event is bp.NEED_DATA:
+                break
+            slots.popleft().event = event
+    except Exception as exc:
+        link.give_up(exc)
 
 
 def _withdraw(link: _Link, slot: _Slot) -> None:
@@ -373,7 +396,8 @@ class Client(Reconnecting[_Link], AsyncAPI[TBody]):
             return "the socket passed in"
         if isinstance(address, (str, os.PathLike)):
             return os.fspath(address)
-        return f"{address[0]}:{address[1]}"
+        host, port = address[0], address[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
 
     async def _connect(self) -> _Link:
         """Open a connection and set it up, within connect_timeout.
@@ -514,6 +538,10 @@ class Client(Reconnecting[_Link], AsyncAPI[TBody]):
         except BaseException:
             if lib.abandon_needs_reset(command, slot.event):
                 link.give_up(lib.connection_lost("a reserve was cancelled"))
+            elif slot.event is None and slot.error is None:
+                slot.orphan = True  # its reply is dropped when it comes
+                if not recv_lock.locked():
+                    _drop_orphans(link)  # it may have come already
             raise
         if slot.error is not None:
             raise slot.error
@@ -593,6 +621,8 @@ class Client(Reconnecting[_Link], AsyncAPI[TBody]):
         slots = link.slots
         slots.popleft().event = event
         if slots:
+            if slots[0].orphan:
+                _drop_orphans(link)
             # The next call is the oldest now: its reply is due from here.
             link.started = False
             link.moved()
