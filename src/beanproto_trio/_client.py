@@ -2,7 +2,7 @@
 
 How bytes move
 --------------
-There is no background task. A call sends its command (under a send lock, so
+No background task moves bytes. A call sends its command (under a send lock, so
 the bytes of concurrent calls never interleave) and queues a *slot* for the
 reply. Then it reads: under a receive lock, whichever waiting task holds the
 lock reads events off the socket and hands each to the oldest slot, until its
@@ -29,9 +29,9 @@ the next reader. What remains is the reply the cancelled call will not read:
   take them, and this client can no longer release, bury or touch them; finish
   jobs before cancelling a reserve, or reserve on a client of its own). Calls
   of other tasks still waiting for a reply on that connection fail with
-  :class:`ConnectionError`; their commands may or may not have taken effect.
-  The next call opens a new connection and restores the ``use`` and ``watch``
-  tubes.
+  :class:`~beanproto.ReplyLostError`: their commands may or may not have
+  taken effect. The next call opens a new connection and restores the
+  ``use`` and ``watch`` tubes.
 
 A call cancelled before the first byte of its command is written leaves no
 trace: its command is taken back (from the core's queue too), and the
@@ -49,6 +49,28 @@ become the reply to this command: they raise
 end of file (the server restarted, or dropped the idle connection) is not an
 error: the command has provably not left, so it goes out on a new connection
 (a socket passed in cannot be replaced: :class:`ConnectionError`).
+
+Faults
+------
+``connect_timeout`` bounds opening the connection (every address of the
+host) and its ``use``/``watch`` set-up together, in one cancel scope that
+``close()`` also cancels: :class:`TimeoutError` (a cancellation from outside
+stays :class:`trio.Cancelled`). ``io_timeout`` is kept by one watchdog (a
+trio system task) per connection, not by a cancel scope per call (one costs
+about a third of a ``put``): a call only notes when its reply became due.
+The oldest call's reply is due within ``io_timeout`` of its command going
+out, of the reply before it, or of the last bytes moved (a large body is
+bounded on progress), plus ``t`` for ``reserve(timeout=t)``; ``reserve()``
+has no bound (TCP keepalive, tuned by ``keepalive``, notices a dead peer).
+Late: the connection is given up, the late call raises :class:`TimeoutError`
+and the others waiting on it :class:`~beanproto.ReplyLostError`. A call whose
+command went out and whose connection then fails (end of file, reset,
+timeout, a cancelled reserve, ``close()``) raises
+:class:`~beanproto.ReplyLostError` and is never sent again; one whose
+command did not go out whole (so cannot have run) raises a plain
+:class:`ConnectionError`. The next call connects
+again, unless ``reconnect=False`` (then every later call raises
+:class:`ConnectionError`).
 
 A ``reserve()`` that waits on the server holds up every command sent after it
 on the same connection, whichever task sent it: beanstalkd serves one
