@@ -59,10 +59,13 @@ cancelled reserve, ``close()``) raises :class:`~beanproto.ReplyLostError` and
 is never sent again; the next call connects again, unless
 ``reconnect=False``: then it, and every later call, raises
 :class:`ConnectionError`. A connection the server closed while idle is no
-error: the next call goes out on a new one. (While the timer is pending,
-each turn of the event loop costs a little more, as with any asyncio timer:
-about 7 % of a ``put``'s instructions in a program that has no other;
-``io_timeout=None`` removes it.)
+error: the next call goes out on a new one.
+
+Cost (callgrind, user-space instructions): the watchdog adds about 1.3k
+instructions to a ``put`` (85k), 1.5 %. A pending timer also makes every
+turn of the event loop dearer, as any asyncio timer does: in a program with
+no other timer that is 5k more per ``put`` (about 8 % in all); a program that
+already has one pending pays nothing more, and ``io_timeout=None`` arms none.
 
 A ``reserve()`` that waits on the server holds up every command sent after it
 on the same connection: beanstalkd serves one connection's commands one at a
