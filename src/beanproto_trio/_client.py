@@ -236,10 +236,10 @@ async def _watchdog(link: _Link) -> None:
     token = trio.lowlevel.current_trio_token()
     alarm = trio.CancelScope()
 
-    def collected(_: object) -> None:  # pragma: no cover (garbage collection)
+    def collected(_: object) -> None:
         try:
             token.run_sync_soon(alarm.cancel)
-        except trio.RunFinishedError:
+        except trio.RunFinishedError:  # pragma: no cover (collected after the run)
             pass
 
     ref = weakref.ref(link, collected)
@@ -306,14 +306,20 @@ def _drop_orphans(link: _Link) -> None:
     watchdog to take for a late one). An error gives the link up."""
     slots = link.slots
     conn = link.conn
+    dropped = False
     try:
         while slots and slots[0].orphan and conn.buffered:
             event = conn.next_event()
             if event is bp.NEED_DATA:
                 break
             slots.popleft().event = event
+            dropped = True
     except Exception as exc:
         link.give_up(exc)
+        return
+    if dropped and slots:
+        link.started = False
+        link.moved()  # the next call is the oldest now
 
 
 def _withdraw(link: _Link, slot: _Slot) -> None:
@@ -643,11 +649,11 @@ class Client(Reconnecting[_Link], AsyncAPI[TBody]):
         slots = link.slots
         slots.popleft().event = event
         if slots:
-            if slots[0].orphan:
-                _drop_orphans(link)
             # The next call is the oldest now: its reply is due from here.
             link.started = False
             link.moved()
+            if slots[0].orphan:
+                _drop_orphans(link)
 
 
 async def _open_tcp(host: str, port: int, keepalive: float | None) -> trio.socket.SocketType:
