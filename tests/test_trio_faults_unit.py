@@ -752,6 +752,31 @@ def test_close_ends_every_waiting_call_and_leaves_nothing_behind() -> None:
     run(test)
 
 
+def test_close_ends_a_stalled_send() -> None:
+    async def unread(connection: PeerConnection) -> None:
+        await trio.sleep_forever()
+
+    async def test(nursery: trio.Nursery) -> None:
+        peer = await started(nursery, unread)
+        c = bytes_client(peer, io_timeout=None)
+        await c.__aenter__()
+        outcome: list[tuple[Any, float]] = []
+
+        async def put() -> None:
+            outcome.append(await timed(lambda: c.put(b"x" * (64 * 1024 * 1024))))
+
+        async with trio.open_nursery() as inner:
+            inner.start_soon(put)
+            await trio.testing.wait_all_tasks_blocked()
+            assert not outcome  # stuck: the peer reads nothing
+            await c.close()
+        ((error, _),) = outcome
+        assert isinstance(error, ConnectionError), repr(error)
+        assert trio.current_time() == 0
+
+    run(test)
+
+
 def test_a_put_cut_off_half_way_is_a_plain_connection_error() -> None:
     """Part of the command went out: it cannot have run."""
 
