@@ -282,3 +282,19 @@ class TestUnsend:
         assert conn.buffered == len(b"DELETED\r\nextra")
         assert conn.next_event() == bp.Deleted()
         assert conn.buffered == len(b"extra")
+
+
+def test_mid_reply_tells_a_slow_server_from_a_stalled_reply() -> None:
+    """``mid_reply``: a transport's way to see that a reply has begun."""
+    conn = bp.Connection()
+    conn.send(bp.Reserve())
+    assert not conn.mid_reply  # nothing yet: the server may rightly wait
+    conn.receive_data(b"RESER")
+    assert conn.next_event() is bp.NEED_DATA
+    assert conn.mid_reply  # part of a line
+    conn.receive_data(b"VED 1 3\r\n")
+    assert conn.next_event() is bp.NEED_DATA
+    assert conn.mid_reply  # the line, its body still due
+    conn.receive_data(b"abc\r\n")
+    assert isinstance(conn.next_event(), bp.Reserved)
+    assert not conn.mid_reply

@@ -165,6 +165,17 @@ class Connection:
         return buffer._end - buffer._start  # (not len(): one call less on the hot path)
 
     @property
+    def mid_reply(self) -> bool:
+        """Whether part of a reply has arrived and the rest has not: bytes
+        not yet an event, or a reply line whose body is still due.
+
+        A transport with a timeout uses it to tell a server that is slow to
+        answer (a ``reserve`` may rightly wait) from one that stalled in the
+        middle of answering.
+        """
+        return self._body is not None or self.buffered > 0
+
+    @property
     def pending_commands(self) -> tuple[Command, ...]:
         """The commands still waiting for their reply, oldest first."""
         return tuple(command for command, _ in self._pending)

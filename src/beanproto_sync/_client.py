@@ -373,8 +373,8 @@ class Client(SyncAPI[TBody]):
                     event = self._read_event(link)
                 except OSError as exc:
                     # io_timeout expired? A reserve may rightly take longer.
-                    if type(command) not in _WAITING or not _expired(exc):
-                        raise
+                    if type(command) not in _WAITING or not _expired(exc) or link.conn.mid_reply:
+                        raise  # late, or the reply began and then stalled
                     event = self._read_waiting(link, command)
             except BaseException as exc:
                 # Interrupted between sending and reading (a transport error, a
@@ -468,7 +468,7 @@ class Client(SyncAPI[TBody]):
             try:
                 return self._read_event(link)
             except OSError as exc:
-                if not _expired(exc) or link.conn.buffered:
+                if not _expired(exc) or link.conn.mid_reply:
                     raise  # the reply began and then stalled: io_timeout applies
 
     @staticmethod
