@@ -22,6 +22,7 @@ Not part of the sans-I/O core: only the clients import it.
 from __future__ import annotations
 
 import math
+import os
 import socket
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +40,7 @@ __all__ = [
     "set_keepalive",
     "keepalive_settings",
     "reply_lost",
+    "describe",
     "reply_timed_out",
     "timed_out",
 ]
@@ -150,6 +152,17 @@ def set_keepalive(sock: Any, seconds: float | None) -> None:
                 sock.setsockopt(socket.IPPROTO_TCP, option, value)
             except OSError:  # pragma: no cover (an option this kernel refuses)
                 pass
+
+
+def describe(address: object) -> str:
+    """``address`` as error messages name it: ``host:port`` (``[::1]:11300``
+    for IPv6), a unix socket's path, or "the socket passed in"."""
+    if isinstance(address, (str, os.PathLike)):
+        return os.fspath(address)
+    if isinstance(address, tuple) and len(address) >= 2:
+        host, port = address[0], address[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return "the socket passed in"
 
 
 def reply_timed_out(verb: str, seconds: float | None) -> TimeoutError:

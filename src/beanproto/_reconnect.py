@@ -9,8 +9,9 @@ connects at a time. A socket handed to the constructor cannot be replaced,
 so losing it ends the client.
 
 The library-specific parts are abstract: opening a link (``_connect``),
-giving one up (``_drop``), a yield to the event loop (``_checkpoint``), and
-the lock (``_connect_lock``, any async context manager).
+ending a connect in progress (``_stop_connecting``), giving one up
+(``_drop``), a yield to the event loop (``_checkpoint``), and the lock
+(``_connect_lock``, any async context manager).
 """
 
 from __future__ import annotations
@@ -62,13 +63,19 @@ class Reconnecting(Generic[_L]):
     async def _checkpoint(self) -> None:
         raise NotImplementedError
 
+    def _stop_connecting(self) -> None:
+        """End a connect in progress (it then raises ConnectionError)."""
+        raise NotImplementedError
+
     async def close(self) -> None:
-        """Close the connection. Calls still in flight end with
-        :class:`ConnectionError`; the client cannot be used afterwards.
+        """Close the connection. Calls still in flight (connecting included)
+        end with :class:`ConnectionError`; the client cannot be used
+        afterwards.
 
         Jobs this client still holds reserved go back to the ready queue.
         """
         self._closed = True
+        self._stop_connecting()
         for link in (self._link, self._connecting):
             if link is not None:
                 self._drop(link, lib.connection_lost("the client is closed"))

@@ -85,7 +85,7 @@ from typing import TYPE_CHECKING, Any, cast, overload
 import beanproto as bp
 from beanproto import _clientlib as lib
 from beanproto._async_api import AsyncAPI
-from beanproto._faults import reply_lost, server_wait, set_keepalive, timed_out
+from beanproto._faults import describe, reply_lost, server_wait, set_keepalive, timed_out
 from beanproto._job import TBody
 from beanproto._reconnect import Reconnecting
 from beanproto.errors import ReplyLostError
@@ -383,28 +383,9 @@ class Client(Reconnecting[_Link], AsyncAPI[TBody]):
     def _drop(self, link: _Link, error: BaseException) -> None:
         link.fail(error)
 
-    async def close(self) -> None:
-        """Close the connection. Calls still in flight (connecting included)
-        end with :class:`ConnectionError`; the client cannot be used
-        afterwards.
-
-        Jobs this client still holds reserved go back to the ready queue.
-        """
-        self._closed = True
+    def _stop_connecting(self) -> None:
         if self._opening is not None:
             self._opening.cancel()
-        await super().close()
-
-    aclose = close
-
-    def _where(self) -> str:
-        address = self._address
-        if isinstance(address, socket.socket):
-            return "the socket passed in"
-        if isinstance(address, (str, os.PathLike)):
-            return os.fspath(address)
-        host, port = address[0], address[1]
-        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
 
     async def _connect(self) -> _Link:
         """Open a connection and set it up, within connect_timeout.
@@ -424,7 +405,9 @@ class Client(Reconnecting[_Link], AsyncAPI[TBody]):
             if task.cancelled() and _cancelling() <= cancelling:
                 if self._closed:
                     raise lib.connection_lost("the client is closed") from None
-                raise timed_out(f"connecting to {self._where()}", seconds or 0.0) from None
+                raise timed_out(
+                    f"connecting to {describe(self._address)}", seconds or 0.0
+                ) from None
             await _end(task)  # the caller was cancelled: so is the connecting
             raise
         finally:

@@ -313,7 +313,9 @@ class Client(SyncAPI[TBody]):
         try:
             sock, self._address = _connect(self._target, timeouts)
         except TimeoutError as exc:
-            raise faults.timed_out(f"connecting to {self._target!r}", timeouts.connect) from exc
+            raise faults.timed_out(
+                f"connecting to {faults.describe(self._target)}", timeouts.connect
+            ) from exc
         try:
             link = _Link(sock)
         except BaseException:
@@ -337,7 +339,7 @@ class Client(SyncAPI[TBody]):
         except TimeoutError as exc:
             link.close()
             raise faults.timed_out(
-                f"setting up the connection to {self._target!r}",
+                f"setting up the connection to {faults.describe(self._target)}",
                 timeouts.connect,
             ) from exc
         except BaseException:

@@ -93,7 +93,7 @@ import trio
 import beanproto as bp
 from beanproto import _clientlib as lib
 from beanproto._async_api import AsyncAPI
-from beanproto._faults import reply_lost, server_wait, set_keepalive, timed_out
+from beanproto._faults import describe, reply_lost, server_wait, set_keepalive, timed_out
 from beanproto._job import TBody
 from beanproto._readiness import Probe, close_probe, readiness_probe
 from beanproto._reconnect import Reconnecting
@@ -404,28 +404,9 @@ class Client(Reconnecting[_Link], AsyncAPI[TBody]):
     def _drop(self, link: _Link, error: BaseException) -> None:
         link.give_up(error)
 
-    async def close(self) -> None:
-        """Close the connection. Calls still in flight (connecting included)
-        end with :class:`ConnectionError`; the client cannot be used
-        afterwards.
-
-        Jobs this client still holds reserved go back to the ready queue.
-        """
-        self._closed = True
+    def _stop_connecting(self) -> None:
         if self._connect_scope is not None:
             self._connect_scope.cancel()
-        await super().close()
-
-    aclose = close
-
-    def _where(self) -> str:
-        address = self._address
-        if isinstance(address, trio.socket.SocketType):
-            return "the socket passed in"
-        if isinstance(address, (str, os.PathLike)):
-            return os.fspath(address)
-        host, port = address[0], address[1]
-        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
 
     async def _connect(self) -> _Link:
         """Open a connection and set it up, within connect_timeout.
@@ -443,7 +424,7 @@ class Client(Reconnecting[_Link], AsyncAPI[TBody]):
             self._connect_scope = None
         if self._closed:
             raise lib.connection_lost("the client is closed")
-        raise timed_out(f"connecting to {self._where()}", seconds or 0.0)
+        raise timed_out(f"connecting to {describe(self._address)}", seconds or 0.0)
 
     async def _open_link(self) -> _Link:
         address = self._address
