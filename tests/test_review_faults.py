@@ -1,0 +1,611 @@
+"""A hostile review of the fault model (issue 8), as regression tests.
+
+Each test plays one fault against scripted loopback peers (no beanstalkd) on
+the three clients, run directly (``trio.run`` / ``asyncio.run``; the blocking
+client inside ``trio.run``, where it simply blocks). Tests marked
+``xfail(strict=True)`` show a defect found in the review: they fail now and
+must start passing (then drop the mark) when it is fixed. The others cover
+cases the existing tests did not, and pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+import trio
+
+import beanproto
+import beanproto_asyncio
+import beanproto_sync
+import beanproto_trio
+from faults_support import PeerConnection, _TcpPeer
+
+FLAVORS = ["sync", "trio", "asyncio"]
+
+#: Reply to a command on connection ``n`` (numbered from 0): bytes to send
+#: (without the CRLF), ``None`` for the default beanstalkd-like answer,
+#: ``"close"`` to hang up, ``"hang"`` to read on and never answer, ``False``
+#: when the script already sent the reply itself.
+Script = Callable[[PeerConnection, int, list[Any], list[bytes]], Any]
+
+
+def _default_answer(words: list[bytes], state: list[Any]) -> bytes:
+    if words[0] == b"use":
+        state[0] = words[1]
+        return b"USING " + words[1]
+    if words[0] == b"list-tube-used":
+        return b"USING " + bytes(state[0])
+    if words[0] == b"watch":
+        state[1].add(words[1])
+        return b"WATCHING %d" % len(state[1])
+    if words[0] == b"ignore":
+        state[1].discard(words[1])
+        return b"WATCHING %d" % len(state[1])
+    if words[0] == b"put":
+        return b"INSERTED 1"
+    return b"UNKNOWN_COMMAND"
+
+
+class Scripted(_TcpPeer):
+    """A beanstalkd-like peer whose answers a script may override."""
+
+    def __init__(self, script: Script) -> None:
+        self.script = script
+        self.count = 0
+        super().__init__()
+
+    def handle(self, conn: PeerConnection) -> None:
+        with self._lock:
+            n = self.count
+            self.count += 1
+        state: list[Any] = [b"default", {b"default"}]
+        for command in self.read_commands(conn):
+            words = command.split(b"\r\n", 1)[0].split()
+            reply = self.script(conn, n, state, words)
+            if reply == "close":
+                return
+            if reply == "hang":
+                for _ in self.read_commands(conn):
+                    pass
+                return
+            if reply is None:
+                reply = _default_answer(words, state)
+            if reply is not False:
+                conn.sock.sendall(reply + b"\r\n")
+
+    def puts(self) -> list[bytes]:
+        return [c for conn in self.commands() for c in conn if c.startswith(b"put ")]
+
+
+class _SyncAsAsync:
+    """The blocking client behind coroutine methods (it blocks the run)."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.client, name)
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            return method(*args, **kwargs)
+
+        return call
+
+
+@contextlib.asynccontextmanager
+async def open_client(flavor: str, address: Any, **kwargs: Any) -> AsyncIterator[Any]:
+    if flavor == "sync":
+        client = beanproto_sync.Client(address, **kwargs)
+        try:
+            yield _SyncAsAsync(client)
+        finally:
+            client.close()
+        return
+    module = beanproto_trio if flavor == "trio" else beanproto_asyncio
+    async with module.Client(address, **kwargs) as client:
+        yield client
+
+
+def run(flavor: str, main: Callable[[], Awaitable[Any]]) -> Any:
+    if flavor == "asyncio":
+        return asyncio.run(main())  # type: ignore[arg-type]
+    return trio.run(main)
+
+
+async def pause(flavor: str, seconds: float) -> None:
+    """Sleep, letting the event loop run (the blocking client: just sleep)."""
+    if flavor == "trio":
+        await trio.sleep(seconds)
+    elif flavor == "asyncio":
+        await asyncio.sleep(seconds)
+    else:
+        time.sleep(seconds)
+
+
+def only(flavor: str, *defective: str, reason: str) -> Any:
+    """``flavor`` as a parameter, expected to fail where it is ``defective``."""
+    if flavor in defective:
+        return pytest.param(flavor, marks=pytest.mark.xfail(strict=True, reason=reason))
+    return flavor
+
+
+def flavors(*defective: str, reason: str = "") -> list[Any]:
+    return [only(f, *defective, reason=reason) for f in FLAVORS]
+
+
+# == the idle check: a command that provably never left ==================================
+
+
+def _close_after_first_put(
+    conn: PeerConnection, n: int, state: list[Any], words: list[bytes]
+) -> Any:
+    if n == 0 and words[0] == b"put":
+        conn.sock.sendall(b"INSERTED 1\r\n")
+        time.sleep(0.05)
+        return "close"  # the server closes the idle connection
+    return None
+
+
+@pytest.mark.parametrize(
+    "flavor",
+    flavors(
+        "asyncio",
+        reason="asyncio has no idle check: a call made before the event loop has seen "
+        "the server's FIN is written into the dead connection and raises ReplyLostError "
+        "(ConnectionClosedError), though the server never saw it",
+    ),
+)
+def test_a_call_after_the_server_closed_the_idle_connection_goes_out_once_on_a_new_one(
+    flavor: str,
+) -> None:
+    # The README: "the server closed the connection while the client was idle
+    # (restart, idle timeout) -> nothing: the call goes out on a new
+    # connection". The client here did blocking work meanwhile (a CPU-bound
+    # job handler), so an event loop did not run between the FIN and the call.
+    with Scripted(_close_after_first_put) as peer:
+
+        async def main() -> None:
+            async with open_client(flavor, peer.address) as client:
+                await client.put("before")
+                time.sleep(0.3)  # blocking work: the FIN arrives meanwhile
+                await client.put("after")
+
+        run(flavor, main)
+        assert [p.split(b"\r\n")[1] for p in peer.puts()] == [b"before", b"after"]
+        assert len(peer.commands()) == 2
+
+
+# == connect_timeout bounds the set-up =====================================================
+
+
+def _dripping_setup(conn: PeerConnection, n: int, state: list[Any], words: list[bytes]) -> Any:
+    if words[0] == b"watch":
+        for byte in b"WATCHING 2\r\n":  # one byte every 0.3 s: 3.6 s in all
+            conn.sock.sendall(bytes([byte]))
+            time.sleep(0.3)
+        return False
+    return None
+
+
+@pytest.mark.parametrize(
+    "flavor",
+    flavors(
+        "sync",
+        reason="blocking client: each recv of the set-up reply gets the whole remaining "
+        "connect_timeout anew (settimeout(left) once per reply, not per read), so a "
+        "peer that drips bytes keeps the set-up going far past connect_timeout",
+    ),
+)
+def test_connect_timeout_bounds_a_set_up_whose_reply_drips_in(flavor: str) -> None:
+    with Scripted(_dripping_setup) as peer:
+        start = time.monotonic()
+
+        async def main() -> None:
+            async with open_client(flavor, peer.address, watch=["a", "default"], connect_timeout=1):
+                pass
+
+        with pytest.raises(TimeoutError):
+            run(flavor, main)
+        assert time.monotonic() - start < 2.0
+
+
+@pytest.mark.parametrize(
+    "flavor",
+    flavors(
+        "sync",
+        reason="blocking client: with connect_timeout=None the set-up socket has no "
+        "timeout at all (io_timeout is applied only after the set-up), while the trio "
+        "and asyncio clients bound the set-up by io_timeout",
+    ),
+)
+def test_with_no_connect_timeout_the_set_up_reply_is_bounded_by_io_timeout(flavor: str) -> None:
+    with Scripted(lambda conn, n, state, words: "hang") as peer:
+        outcome: list[BaseException | None] = []
+
+        def attempt() -> None:
+            async def main() -> None:
+                async with open_client(
+                    flavor, peer.address, use="t", connect_timeout=None, io_timeout=0.5
+                ):
+                    pass
+
+            try:
+                run(flavor, main)
+                outcome.append(None)
+            except BaseException as exc:
+                outcome.append(exc)
+
+        thread = threading.Thread(target=attempt, daemon=True)
+        thread.start()
+        thread.join(3.0)
+        ended = not thread.is_alive()
+        peer.close()  # wakes a set-up that still waits (end of file)
+        thread.join(5.0)
+        assert ended, "the set-up still waited 3 s after io_timeout=0.5"
+        assert isinstance(outcome[0], TimeoutError)
+
+
+def _setup_cut_off_on_reconnect(
+    conn: PeerConnection, n: int, state: list[Any], words: list[bytes]
+) -> Any:
+    if n == 0 and words[0] == b"put":
+        conn.sock.sendall(b"INSERTED 1\r\n")
+        time.sleep(0.05)
+        return "close"
+    if n == 1 and words[0] == b"use":
+        return "close"  # the reconnect's set-up is cut off
+    return None
+
+
+@pytest.mark.parametrize(
+    "flavor",
+    flavors(
+        "sync",
+        reason="blocking client: a set-up cut off during a call's reconnect raises "
+        "ConnectionClosedError, a ReplyLostError ('the command may have run'), for a "
+        "command that never left; trio and asyncio raise a plain ConnectionError",
+    ),
+)
+def test_a_set_up_cut_off_during_a_reconnect_is_not_a_lost_reply(flavor: str) -> None:
+    with Scripted(_setup_cut_off_on_reconnect) as peer:
+
+        async def main() -> BaseException | None:
+            async with open_client(flavor, peer.address, use="t") as client:
+                await client.put("a")
+                await pause(flavor, 0.3)  # the loops see the server's FIN
+                try:
+                    await client.put("b")
+                except ConnectionError as exc:
+                    return exc
+                return None
+
+        error = run(flavor, main)
+        assert [p.split(b"\r\n")[1] for p in peer.puts()] == [b"a"]  # "b" never left
+        assert isinstance(error, ConnectionError)
+        assert not isinstance(error, beanproto.ReplyLostError)
+
+
+# == close() during a reconnect's set-up ===================================================
+
+
+def _hang_on_reconnect(conn: PeerConnection, n: int, state: list[Any], words: list[bytes]) -> Any:
+    if n == 0 and words[0] == b"put":
+        conn.sock.sendall(b"INSERTED 1\r\n")
+        time.sleep(0.05)
+        return "close"
+    if n >= 1:
+        return "hang"  # the new connection's set-up is never answered
+    return None
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="blocking client: close() does not reach a connection being set up (it is not "
+    "self._link yet), so the call waits out connect_timeout and raises TimeoutError; "
+    "with connect_timeout=None it waits for ever",
+)
+def test_close_from_another_thread_ends_a_call_that_is_reconnecting() -> None:
+    with Scripted(_hang_on_reconnect) as peer:
+        client = beanproto_sync.Client(peer.address, use="t", connect_timeout=3)
+        client.put("a")
+        time.sleep(0.3)
+        outcome: list[tuple[BaseException | None, float]] = []
+
+        def call() -> None:
+            try:
+                client.put("b")
+                outcome.append((None, time.monotonic()))
+            except BaseException as exc:
+                outcome.append((exc, time.monotonic()))
+
+        thread = threading.Thread(target=call)
+        thread.start()
+        time.sleep(0.5)  # the call now waits for the set-up reply
+        closed = time.monotonic()
+        client.close()
+        thread.join(5.0)
+        error, ended = outcome[0]
+        assert ended - closed < 1.0, f"ended {ended - closed:.2f} s after close()"
+        assert isinstance(error, ConnectionError)
+
+
+@pytest.mark.parametrize("flavor", ["trio", "asyncio"])
+def test_close_from_another_task_ends_a_call_that_is_reconnecting(flavor: str) -> None:
+    with Scripted(_hang_on_reconnect) as peer:
+
+        async def main() -> tuple[BaseException | None, float]:
+            module = beanproto_trio if flavor == "trio" else beanproto_asyncio
+            client = module.Client(peer.address, use="t", connect_timeout=None)
+            await client.__aenter__()
+            await client.put("a")
+            time.sleep(0.3)
+            outcome: list[BaseException | None] = []
+
+            async def call() -> None:
+                try:
+                    await client.put("b")
+                    outcome.append(None)
+                except ConnectionError as exc:
+                    outcome.append(exc)
+
+            if flavor == "trio":
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(call)
+                    await trio.sleep(0.3)
+                    closed = time.monotonic()
+                    await client.close()
+                    with trio.fail_after(5):
+                        while not outcome:
+                            await trio.sleep(0.01)
+            else:
+                task = asyncio.ensure_future(call())
+                await asyncio.sleep(0.3)
+                closed = time.monotonic()
+                await client.close()
+                await asyncio.wait_for(task, 5)
+            return outcome[0], time.monotonic() - closed
+
+        error, after = run(flavor, main)
+        assert isinstance(error, ConnectionError)
+        assert after < 1.0
+
+
+# == io_timeout bounds a stalled send, whatever waits before it ============================
+
+
+class _ReadsOneCommandThenStops(_TcpPeer):
+    def handle(self, conn: PeerConnection) -> None:
+        conn.sock.recv(100)  # the reserve
+        while not self._closing:
+            time.sleep(0.05)  # reads nothing more: the client's sends stall
+
+
+@pytest.mark.parametrize(
+    "flavor",
+    [
+        pytest.param(
+            f,
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="the watchdog looks only at the oldest call: behind a reserve() "
+                "(no bound) a put whose body stops going out is never bounded by "
+                "io_timeout",
+            ),
+        )
+        for f in ("trio", "asyncio")
+    ],
+)
+def test_io_timeout_bounds_a_stalled_send_behind_a_waiting_reserve(flavor: str) -> None:
+    body = b"x" * (64 * 1024 * 1024)
+    with _ReadsOneCommandThenStops() as peer:
+
+        async def main_trio() -> BaseException | None:
+            async with beanproto_trio.Client(peer.address, encoding=None, io_timeout=0.5) as c:
+                outcome: list[BaseException | None] = []
+
+                async def put() -> None:
+                    try:
+                        await c.put(body)
+                        outcome.append(None)
+                    except Exception as exc:
+                        outcome.append(exc)
+
+                async def reserve() -> None:
+                    with contextlib.suppress(Exception):
+                        await c.reserve()
+
+                with trio.move_on_after(4):
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(reserve)
+                        await trio.sleep(0.1)
+                        await put()
+                        nursery.cancel_scope.cancel()
+                assert outcome, "the put was still sending 4 s after it stalled"
+                return outcome[0]
+
+        async def main_asyncio() -> BaseException | None:
+            async with beanproto_asyncio.Client(peer.address, encoding=None, io_timeout=0.5) as c:
+                waiting = asyncio.ensure_future(c.reserve())
+                await asyncio.sleep(0.1)
+                try:
+                    await asyncio.wait_for(c.put(body), 4)
+                    error = None
+                except asyncio.TimeoutError:
+                    waiting.cancel()
+                    raise AssertionError("the put was still sending 4 s after it stalled") from None
+                except Exception as exc:
+                    error = exc
+                waiting.cancel()
+                with contextlib.suppress(BaseException):
+                    await waiting
+                return error
+
+        error = run(flavor, main_trio if flavor == "trio" else main_asyncio)
+        assert isinstance(error, TimeoutError)
+
+
+# == settings the constructor accepts must work ============================================
+
+
+@pytest.mark.parametrize(
+    ("setting", "flavor"),
+    [
+        pytest.param(
+            {"io_timeout": 1e19},
+            "sync",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="blocking client: struct.error from _timeval (SO_RCVTIMEO) for an "
+                "io_timeout the constructor accepted",
+            ),
+        ),
+        pytest.param(
+            {"connect_timeout": 1e10},
+            "sync",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="blocking client: OverflowError from socket.settimeout for a "
+                "connect_timeout the constructor accepted",
+            ),
+        ),
+        *[
+            pytest.param(
+                {"keepalive": 3e6},
+                f,
+                marks=pytest.mark.xfail(
+                    strict=True,
+                    reason="set_keepalive: TCP_USER_TIMEOUT = keepalive*1000 does not fit a C "
+                    "int past ~24.8 days: TypeError from setsockopt on every connect",
+                ),
+            )
+            for f in FLAVORS
+        ],
+        *[pytest.param({"io_timeout": 1e19}, f) for f in ("trio", "asyncio")],
+        *[pytest.param({"connect_timeout": 1e10}, f) for f in ("trio", "asyncio")],
+    ],
+)
+def test_a_very_large_setting_is_refused_or_works(setting: dict[str, float], flavor: str) -> None:
+    with Scripted(lambda conn, n, state, words: None) as peer:
+
+        async def main() -> int:
+            async with open_client(flavor, peer.address, use="t", **setting) as client:
+                return int(await client.put("x"))
+
+        try:
+            assert run(flavor, main) == 1
+        except beanproto.ArgumentError:
+            pass  # refused before connecting: fine too
+
+
+# == what passes: gaps in the existing tests ==============================================
+
+
+def _close_on_stats(conn: PeerConnection, n: int, state: list[Any], words: list[bytes]) -> Any:
+    return "close" if words[0] == b"stats" else None
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_the_watch_list_changed_at_runtime_is_what_a_reconnect_restores(flavor: str) -> None:
+    with Scripted(_close_on_stats) as peer:
+
+        async def main() -> None:
+            async with open_client(flavor, peer.address, use="u", watch=["a", "default"]) as c:
+                await c.watch("c")
+                await c.ignore("a")
+                await c.use("v")
+                await c.ignore("default")
+                with pytest.raises(beanproto.ReplyLostError):
+                    await c.stats()
+                assert await c.using() == "v"
+
+        run(flavor, main)
+        setup = [command.strip() for command in peer.commands()[-1][:-1]]
+        assert setup == [b"use v", b"watch c", b"ignore default"]
+
+
+def _slow_or_fast_put(conn: PeerConnection, n: int, state: list[Any], words: list[bytes]) -> Any:
+    if words[0] == b"put":
+        body = conn.commands[-1].split(b"\r\n")[1]
+        number = int(body.split(b"-")[0])
+        if body.endswith(b"slow"):  # half a reply line, then the rest
+            conn.sock.sendall(b"INSERT")
+            time.sleep(0.3)
+            conn.sock.sendall(b"ED %d\r\n" % number)
+            return False
+        return b"INSERTED %d" % number
+    return None
+
+
+@pytest.mark.parametrize("flavor", ["trio", "asyncio"])
+def test_a_call_cancelled_in_the_middle_of_its_reply_leaves_the_next_call_its_own(
+    flavor: str,
+) -> None:
+    with Scripted(_slow_or_fast_put) as peer:
+
+        async def main() -> list[int]:
+            got = []
+            async with open_client(flavor, peer.address, io_timeout=5) as c:
+                for i in range(3):
+                    if flavor == "trio":
+                        with trio.move_on_after(0.1):
+                            await c.put(f"{100 + i}-slow")
+                    else:
+                        with contextlib.suppress(asyncio.TimeoutError):
+                            await asyncio.wait_for(c.put(f"{100 + i}-slow"), 0.1)
+                    got.append(await c.put(f"{i}-fast"))
+            return got
+
+        assert run(flavor, main) == [0, 1, 2]
+        assert len(peer.commands()) == 1  # no reconnect was needed
+
+
+def _lose_first_connection(
+    conn: PeerConnection, n: int, state: list[Any], words: list[bytes]
+) -> Any:
+    if n == 0 and words[0] == b"put":
+        time.sleep(0.05)
+        return "close"
+    return None
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_concurrent_puts_when_the_link_dies_are_never_sent_twice(flavor: str) -> None:
+    n = 20
+    with Scripted(_lose_first_connection) as peer:
+        results: dict[int, object] = {}
+
+        async def main() -> None:
+            async with open_client(flavor, peer.address) as c:
+
+                async def put(i: int) -> None:
+                    try:
+                        results[i] = await c.put(str(i))
+                    except ConnectionError as exc:
+                        results[i] = exc
+
+                if flavor == "asyncio":
+                    await asyncio.gather(*(put(i) for i in range(n)))
+                elif flavor == "trio":
+                    async with trio.open_nursery() as nursery:
+                        for i in range(n):
+                            nursery.start_soon(put, i)
+                else:
+                    threads = [threading.Thread(target=trio.run, args=(put, i)) for i in range(n)]
+                    for thread in threads:
+                        thread.start()
+                    for thread in threads:
+                        thread.join(10)
+
+        run(flavor, main)
+        bodies = [p.split(b"\r\n")[1] for p in peer.puts()]
+        assert len(bodies) == len(set(bodies)), "a put reached the server twice"
+        lost = {int(p.split(b"\r\n")[1]) for p in peer.commands()[0] if p.startswith(b"put ")}
+        for i in lost:
+            assert isinstance(results[i], beanproto.ReplyLostError)
+        assert len(results) == n
