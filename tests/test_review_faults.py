@@ -2,9 +2,9 @@
 
 Each test plays one fault against scripted loopback peers (no beanstalkd) on
 the three clients, run directly (``trio.run`` / ``asyncio.run``; the blocking
-client inside ``trio.run``, where it simply blocks). Tests marked
-``xfail(strict=True)`` show a defect found in the review: they fail now and
-must start passing (then drop the mark) when it is fixed. The others cover
+client inside ``trio.run``, where it simply blocks). The defects it
+found have regression tests here (each failed before its fix); the one still
+open is marked ``xfail(strict=True)``. The others cover
 cases the existing tests did not, and pass.
 """
 
@@ -128,17 +128,6 @@ async def pause(flavor: str, seconds: float) -> None:
         time.sleep(seconds)
 
 
-def only(flavor: str, *defective: str, reason: str) -> Any:
-    """``flavor`` as a parameter, expected to fail where it is ``defective``."""
-    if flavor in defective:
-        return pytest.param(flavor, marks=pytest.mark.xfail(strict=True, reason=reason))
-    return flavor
-
-
-def flavors(*defective: str, reason: str = "") -> list[Any]:
-    return [only(f, *defective, reason=reason) for f in FLAVORS]
-
-
 # == the idle check: a command that provably never left ==================================
 
 
@@ -152,15 +141,7 @@ def _close_after_first_put(
     return None
 
 
-@pytest.mark.parametrize(
-    "flavor",
-    flavors(
-        "asyncio",
-        reason="asyncio has no idle check: a call made before the event loop has seen "
-        "the server's FIN is written into the dead connection and raises ReplyLostError "
-        "(ConnectionClosedError), though the server never saw it",
-    ),
-)
+@pytest.mark.parametrize("flavor", FLAVORS)
 def test_a_call_after_the_server_closed_the_idle_connection_goes_out_once_on_a_new_one(
     flavor: str,
 ) -> None:
@@ -193,15 +174,7 @@ def _dripping_setup(conn: PeerConnection, n: int, state: list[Any], words: list[
     return None
 
 
-@pytest.mark.parametrize(
-    "flavor",
-    flavors(
-        "sync",
-        reason="blocking client: each recv of the set-up reply gets the whole remaining "
-        "connect_timeout anew (settimeout(left) once per reply, not per read), so a "
-        "peer that drips bytes keeps the set-up going far past connect_timeout",
-    ),
-)
+@pytest.mark.parametrize("flavor", FLAVORS)
 def test_connect_timeout_bounds_a_set_up_whose_reply_drips_in(flavor: str) -> None:
     with Scripted(_dripping_setup) as peer:
         start = time.monotonic()
@@ -215,15 +188,7 @@ def test_connect_timeout_bounds_a_set_up_whose_reply_drips_in(flavor: str) -> No
         assert time.monotonic() - start < 2.0
 
 
-@pytest.mark.parametrize(
-    "flavor",
-    flavors(
-        "sync",
-        reason="blocking client: with connect_timeout=None the set-up socket has no "
-        "timeout at all (io_timeout is applied only after the set-up), while the trio "
-        "and asyncio clients bound the set-up by io_timeout",
-    ),
-)
+@pytest.mark.parametrize("flavor", FLAVORS)
 def test_with_no_connect_timeout_the_set_up_reply_is_bounded_by_io_timeout(flavor: str) -> None:
     with Scripted(lambda conn, n, state, words: "hang") as peer:
         outcome: list[BaseException | None] = []
@@ -263,15 +228,7 @@ def _setup_cut_off_on_reconnect(
     return None
 
 
-@pytest.mark.parametrize(
-    "flavor",
-    flavors(
-        "sync",
-        reason="blocking client: a set-up cut off during a call's reconnect raises "
-        "ConnectionClosedError, a ReplyLostError ('the command may have run'), for a "
-        "command that never left; trio and asyncio raise a plain ConnectionError",
-    ),
-)
+@pytest.mark.parametrize("flavor", FLAVORS)
 def test_a_set_up_cut_off_during_a_reconnect_is_not_a_lost_reply(flavor: str) -> None:
     with Scripted(_setup_cut_off_on_reconnect) as peer:
 
@@ -304,12 +261,6 @@ def _hang_on_reconnect(conn: PeerConnection, n: int, state: list[Any], words: li
     return None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="blocking client: close() does not reach a connection being set up (it is not "
-    "self._link yet), so the call waits out connect_timeout and raises TimeoutError; "
-    "with connect_timeout=None it waits for ever",
-)
 def test_close_from_another_thread_ends_a_call_that_is_reconnecting() -> None:
     with Scripted(_hang_on_reconnect) as peer:
         client = beanproto_sync.Client(peer.address, use="t", connect_timeout=3)
@@ -459,30 +410,15 @@ def test_io_timeout_bounds_a_stalled_send_behind_a_waiting_reserve(flavor: str) 
         pytest.param(
             {"io_timeout": 1e19},
             "sync",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="blocking client: struct.error from _timeval (SO_RCVTIMEO) for an "
-                "io_timeout the constructor accepted",
-            ),
         ),
         pytest.param(
             {"connect_timeout": 1e10},
             "sync",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="blocking client: OverflowError from socket.settimeout for a "
-                "connect_timeout the constructor accepted",
-            ),
         ),
         *[
             pytest.param(
                 {"keepalive": 3e6},
                 f,
-                marks=pytest.mark.xfail(
-                    strict=True,
-                    reason="set_keepalive: TCP_USER_TIMEOUT = keepalive*1000 does not fit a C "
-                    "int past ~24.8 days: TypeError from setsockopt on every connect",
-                ),
             )
             for f in FLAVORS
         ],

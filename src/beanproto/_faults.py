@@ -34,6 +34,8 @@ __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_IO_TIMEOUT",
     "DEFAULT_KEEPALIVE",
+    "MAX_TIMEOUT",
+    "MAX_KEEPALIVE",
     "Timeouts",
     "server_wait",
     "reply_timeout",
@@ -60,14 +62,26 @@ DEFAULT_IO_TIMEOUT = 30.0
 DEFAULT_KEEPALIVE = 60.0
 
 
-def _check_seconds(value: object, name: str) -> float | None:
+#: The longest finite bound (about 68 years): what a ``struct timeval`` and
+#: the event loops take. Longer means no bound: say ``None``.
+MAX_TIMEOUT = 2**31 - 1
+
+#: The longest keepalive: Linux's limit on ``TCP_KEEPIDLE`` (about 9 hours).
+MAX_KEEPALIVE = 32767
+
+
+def _check_seconds(value: object, name: str, maximum: float) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ArgumentTypeError(f"{name} must be a number of seconds or None, not {value!r}")
-    if math.isnan(value) or value <= 0:
-        raise ArgumentError(f"{name} must be a positive number of seconds or None, not {value!r}")
-    return None if math.isinf(value) else float(value)
+    if math.isinf(value) and value > 0:
+        return None
+    if math.isnan(value) or not 0 < value <= maximum:
+        raise ArgumentError(
+            f"{name} must be a number of seconds in (0, {maximum}], or None, not {value!r}"
+        )
+    return float(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,9 +99,9 @@ class Timeouts:
         if not isinstance(reconnect, bool):
             raise ArgumentTypeError(f"reconnect must be True or False, not {reconnect!r}")
         return cls(
-            _check_seconds(connect, "connect_timeout"),
-            _check_seconds(io, "io_timeout"),
-            _check_seconds(keepalive, "keepalive"),
+            _check_seconds(connect, "connect_timeout", MAX_TIMEOUT),
+            _check_seconds(io, "io_timeout", MAX_TIMEOUT),
+            _check_seconds(keepalive, "keepalive", MAX_KEEPALIVE),
             reconnect,
         )
 
@@ -129,7 +143,7 @@ def set_keepalive(sock: Any, seconds: float | None) -> None:
     """Turn TCP keepalive on for ``sock`` (a stdlib or trio TCP socket), tuned
     by :func:`keepalive_settings`, or leave it off when ``seconds`` is None.
 
-    ``TCP_USER_TIMEOUT`` gets the same bound, so that data the peer never
+    ``TCP_USER_TIMEOUT`` gets the same total, so that data the peer never
     acknowledges (a command sent into a dead link) also ends the connection
     in about that time instead of after the kernel's ~15 minutes of
     retransmissions. Options the platform lacks are skipped: keepalive then
@@ -139,13 +153,14 @@ def set_keepalive(sock: Any, seconds: float | None) -> None:
         return
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
     idle, interval, count = keepalive_settings(seconds)
+    total = idle + interval * count  # whole seconds, at least 3
     # macOS names the idle time TCP_KEEPALIVE.
     idle_option = getattr(socket, "TCP_KEEPIDLE", None) or getattr(socket, "TCP_KEEPALIVE", None)
     for option, value in (
         (idle_option, idle),
         (getattr(socket, "TCP_KEEPINTVL", None), interval),
         (getattr(socket, "TCP_KEEPCNT", None), count),
-        (getattr(socket, "TCP_USER_TIMEOUT", None), int(seconds * 1000)),
+        (getattr(socket, "TCP_USER_TIMEOUT", None), total * 1000),
     ):
         if option is not None:
             try:

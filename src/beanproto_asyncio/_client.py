@@ -87,6 +87,7 @@ from beanproto import _clientlib as lib
 from beanproto._async_api import AsyncAPI
 from beanproto._faults import describe, reply_lost, server_wait, set_keepalive, timed_out
 from beanproto._job import TBody
+from beanproto._readiness import Probe, close_probe, readiness_probe
 from beanproto._reconnect import Reconnecting
 from beanproto.errors import ReplyLostError
 
@@ -128,6 +129,9 @@ class _Link(asyncio.BufferedProtocol):
         self.conn = bp.Connection()
         self.slots: deque[_Slot] = deque()
         self.transport: asyncio.Transport | None = None
+        #: ``poll(0)``: whether the socket has bytes or an end of file the
+        #: event loop has not read yet (see Client._after_idle).
+        self.poll: Probe | None = None
         self.error: BaseException | None = None
         self._writable: asyncio.Future[None] | None = None
         #: Set while a large ``put`` is written a chunk at a time: no other
@@ -151,6 +155,9 @@ class _Link(asyncio.BufferedProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            self.poll = readiness_probe(sock.fileno())
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return self.conn.get_buffer(sizehint)
@@ -299,6 +306,8 @@ class _Link(asyncio.BufferedProtocol):
             self.writing.set_result(None)
         if self.transport is not None:
             self.transport.abort()
+        if self.poll is not None:
+            close_probe(self.poll)
 
 
 def _cancelling() -> int:
@@ -483,6 +492,8 @@ class Client(Reconnecting[_Link], AsyncAPI[TBody]):
         link = self._link
         if link is None or link.error is not None:
             link = await self._current_link()
+        if not link.slots and link.poll is not None and link.poll(0):
+            link = await self._after_idle(link)
         while link.writing is not None or link._writable is not None:  # rare
             await link.writable()
             if link.error is not None:
@@ -499,6 +510,18 @@ class Client(Reconnecting[_Link], AsyncAPI[TBody]):
             if lib.abandon_needs_reset(command, event):
                 link.fail(lib.connection_lost("a reserve was cancelled"))
             raise
+
+    async def _after_idle(self, link: _Link) -> _Link:
+        """The link to send on when bytes, or an end of file, wait unread on
+        an idle one: the event loop did not run since they came (a blocking
+        call in the caller's code). Let it read them — two turns: the first
+        only finds the socket readable — so that a server that closed the
+        idle connection is seen *before* this command goes out into it."""
+        for _ in range(2):
+            await asyncio.sleep(0)
+            if link.error is not None:
+                return await self._current_link()
+        return link
 
     @staticmethod
     async def _send_large(link: _Link, command: bp.Put) -> asyncio.Future[bp.Event]:

@@ -308,44 +308,66 @@ class Client(SyncAPI[TBody]):
         self._unusable = None
 
     def _connect(self, setup: list[bp.Command]) -> _Link:
-        """Open a connection and set it up, all within ``connect_timeout``."""
+        """Open a connection and set it up, all within ``connect_timeout``
+        (each read of the set-up within ``io_timeout`` when that is None).
+
+        While it is set up the link is the client's, so that close() can
+        wake it. Whatever fails here, no command of the caller's has left:
+        a set-up cut off raises a plain :class:`ConnectionError`.
+        """
         timeouts = self._timeouts
+        where = faults.describe(self._target)
+        start = time.monotonic()
         try:
             sock, self._address = _connect(self._target, timeouts)
         except TimeoutError as exc:
-            raise faults.timed_out(
-                f"connecting to {faults.describe(self._target)}", timeouts.connect
-            ) from exc
+            raise faults.timed_out(f"connecting to {where}", timeouts.connect) from exc
         try:
             link = _Link(sock)
         except BaseException:
             sock.close()
             raise
+        self._link = link
         try:
             if setup:
+                deadline = None if timeouts.connect is None else start + timeouts.connect
                 # Pipelined: every set-up command goes out in one write.
-                deadline = None if timeouts.connect is None else time.monotonic() + timeouts.connect
+                _bounded(sock, deadline, timeouts.io)
                 sock.sendall(b"".join(link.conn.send(command) for command in setup))
-                events = []
-                for _ in setup:
-                    if deadline is not None:
-                        left = deadline - time.monotonic()
-                        if left <= 0:
-                            raise TimeoutError
-                        sock.settimeout(left)
-                    events.append(self._read_event(link))
+                events = [self._read_set_up(link, deadline, timeouts.io) for _ in setup]
                 lib.check_setup(setup, events)
             link.bound_waits(timeouts.io)
-        except TimeoutError as exc:
+        except BaseException as exc:
+            self._link = None
             link.close()
-            raise faults.timed_out(
-                f"setting up the connection to {faults.describe(self._target)}",
-                timeouts.connect,
-            ) from exc
-        except BaseException:
-            link.close()
+            if not isinstance(exc, Exception):
+                raise  # Ctrl-C …
+            if self._unusable == _CLOSED:
+                raise lib.connection_lost(_CLOSED) from exc  # close() woke it
+            if isinstance(exc, TimeoutError) and exc.errno is None:
+                seconds = timeouts.io if timeouts.connect is None else timeouts.connect
+                raise faults.timed_out(f"setting up the connection to {where}", seconds) from exc
+            if isinstance(exc, bp.ConnectionClosedError):
+                # Not a lost reply: only set-up commands had gone out.
+                raise lib.connection_lost(f"setting the connection up failed: {exc}") from exc
             raise
         return link
+
+    @staticmethod
+    def _read_set_up(link: _Link, deadline: float | None, io: float | None) -> bp.Event:
+        """Read one set-up reply, every wait bounded by what is left of the
+        deadline (else by ``io``)."""
+        conn = link.conn
+        event = conn.next_event() if conn.buffered else bp.NEED_DATA
+        while event is bp.NEED_DATA:
+            _bounded(link.sock, deadline, io)
+            nbytes = link.sock.recv_into(conn.get_buffer())
+            if nbytes:
+                conn.buffer_updated(nbytes)
+            else:
+                conn.receive_data(b"")
+            event = conn.next_event()
+        return event
 
     # -- the loop: the only place bytes move ---------------------------------
 
@@ -355,9 +377,13 @@ class Client(SyncAPI[TBody]):
         # ``with``, not acquire()/try: an exception from a signal handler
         # (Ctrl-C) between the two would leave the lock held for ever.
         with self._lock:
-            if self._unusable is not None:
-                raise lib.connection_lost(self._unusable)
             link = self._link
+            if self._unusable is not None:
+                if link is not None:
+                    # close() found the lock taken and only shut it down.
+                    self._link = None
+                    link.close()
+                raise lib.connection_lost(self._unusable)
             if link is None or link.conn.buffered or link.poll(0):
                 # Nothing has been sent yet: whatever fails here, the command
                 # provably did not reach the server.
@@ -532,6 +558,18 @@ class Client(SyncAPI[TBody]):
 
 
 _CLOSED = "the client is closed"
+
+
+def _bounded(sock: socket.socket, deadline: float | None, io: float | None) -> None:
+    """Let the socket's next wait last until ``deadline`` at most (else
+    ``io``); raise :class:`TimeoutError` if it has passed."""
+    if deadline is None:
+        sock.settimeout(io)
+        return
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError
+    sock.settimeout(left)
 
 
 def _expired(exc: OSError) -> bool:
