@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import select
+import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -24,15 +27,28 @@ import beanproto
 import beanproto_asyncio
 import beanproto_sync
 import beanproto_trio
-from faults_support import PeerConnection, _TcpPeer
+from faults_support import BOUND, PeerConnection, _TcpPeer, wait_until
 
 FLAVORS = ["sync", "trio", "asyncio"]
 
 #: Reply to a command on connection ``n`` (numbered from 0): bytes to send
 #: (without the CRLF), ``None`` for the default beanstalkd-like answer,
 #: ``"close"`` to hang up, ``"hang"`` to read on and never answer, ``False``
-#: when the script already sent the reply itself.
+#: when the script already sent the reply itself (or sends none).
 Script = Callable[[PeerConnection, int, list[Any], list[bytes]], Any]
+
+
+def wait_for(event: threading.Event, what: str) -> None:
+    """Block until ``event`` is set, failing after :data:`BOUND` seconds."""
+    if not event.wait(BOUND):
+        raise AssertionError(f"timed out after {BOUND} s waiting for {what}")
+
+
+def _fin_acked(sock: socket.socket) -> bool:
+    """Whether the client's kernel has acknowledged our FIN (so it holds the
+    end of file): the socket left FIN_WAIT1."""
+    fin_wait1 = 4  # TCP_FIN_WAIT1 in the kernel's tcp_states.h
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] != fin_wait1
 
 
 def _default_answer(words: list[bytes], state: list[Any]) -> bytes:
@@ -53,12 +69,22 @@ def _default_answer(words: list[bytes], state: list[Any]) -> bytes:
 
 
 class Scripted(_TcpPeer):
-    """A beanstalkd-like peer whose answers a script may override."""
+    """A beanstalkd-like peer whose answers a script may override.
+
+    What it did is observable: :meth:`event` ``("closed", n)`` is set once it
+    hung up connection ``n`` and the client's kernel acknowledged the FIN,
+    ``("hanging", n)`` once it read a command on ``n`` it will never answer.
+    """
 
     def __init__(self, script: Script) -> None:
         self.script = script
         self.count = 0
+        self._events: dict[tuple[str, int], threading.Event] = {}
         super().__init__()
+
+    def event(self, what: str, n: int) -> threading.Event:
+        with self._lock:
+            return self._events.setdefault((what, n), threading.Event())
 
     def handle(self, conn: PeerConnection) -> None:
         with self._lock:
@@ -69,8 +95,13 @@ class Scripted(_TcpPeer):
             words = command.split(b"\r\n", 1)[0].split()
             reply = self.script(conn, n, state, words)
             if reply == "close":
+                conn.sock.shutdown(socket.SHUT_WR)  # the FIN; _run closes the socket
+                acked = functools.partial(_fin_acked, conn.sock)
+                wait_until(acked, "the client to acknowledge the FIN", interval=0.001)
+                self.event("closed", n).set()
                 return
             if reply == "hang":
+                self.event("hanging", n).set()
                 for _ in self.read_commands(conn):
                     pass
                 return
@@ -118,27 +149,37 @@ def run(flavor: str, main: Callable[[], Awaitable[Any]]) -> Any:
     return trio.run(main)
 
 
-async def pause(flavor: str, seconds: float) -> None:
-    """Sleep, letting the event loop run (the blocking client: just sleep)."""
+async def wait_running(flavor: str, event: threading.Event, what: str) -> None:
+    """:func:`wait_for`, letting the event loop run meanwhile (the blocking
+    client: just wait)."""
     if flavor == "trio":
-        await trio.sleep(seconds)
+        done = await trio.to_thread.run_sync(event.wait, BOUND)
     elif flavor == "asyncio":
-        await asyncio.sleep(seconds)
+        done = await asyncio.to_thread(event.wait, BOUND)
     else:
-        time.sleep(seconds)
+        done = event.wait(BOUND)
+    if not done:
+        raise AssertionError(f"timed out after {BOUND} s waiting for {what}")
+
+
+def _reply_then_close(conn: PeerConnection, replied: threading.Event) -> Any:
+    """Answer a put, and hang up once the client has that answer (the test
+    sets ``replied``): the connection is idle when the FIN goes out."""
+    conn.sock.sendall(b"INSERTED 1\r\n")
+    wait_for(replied, "the client to have the put's reply")
+    return "close"
 
 
 # == the idle check: a command that provably never left ==================================
 
 
-def _close_after_first_put(
-    conn: PeerConnection, n: int, state: list[Any], words: list[bytes]
-) -> Any:
-    if n == 0 and words[0] == b"put":
-        conn.sock.sendall(b"INSERTED 1\r\n")
-        time.sleep(0.05)
-        return "close"  # the server closes the idle connection
-    return None
+def _close_after_first_put(replied: threading.Event) -> Script:
+    def script(conn: PeerConnection, n: int, state: list[Any], words: list[bytes]) -> Any:
+        if n == 0 and words[0] == b"put":
+            return _reply_then_close(conn, replied)  # the server closes the idle connection
+        return None
+
+    return script
 
 
 @pytest.mark.parametrize("flavor", FLAVORS)
@@ -149,12 +190,15 @@ def test_a_call_after_the_server_closed_the_idle_connection_goes_out_once_on_a_n
     # (restart, idle timeout) -> nothing: the call goes out on a new
     # connection". The client here did blocking work meanwhile (a CPU-bound
     # job handler), so an event loop did not run between the FIN and the call.
-    with Scripted(_close_after_first_put) as peer:
+    replied = threading.Event()
+    with Scripted(_close_after_first_put(replied)) as peer:
 
         async def main() -> None:
             async with open_client(flavor, peer.address) as client:
                 await client.put("before")
-                time.sleep(0.3)  # blocking work: the FIN arrives meanwhile
+                replied.set()
+                # Blocking work (no event loop runs): the FIN arrives meanwhile.
+                wait_for(peer.event("closed", 0), "the server to close the idle connection")
                 await client.put("after")
 
         run(flavor, main)
@@ -169,7 +213,7 @@ def _dripping_setup(conn: PeerConnection, n: int, state: list[Any], words: list[
     if words[0] == b"watch":
         for byte in b"WATCHING 2\r\n":  # one byte every 0.3 s: 3.6 s in all
             conn.sock.sendall(bytes([byte]))
-            time.sleep(0.3)
+            time.sleep(0.3)  # the fault itself: a peer this slow, not synchronisation
         return False
     return None
 
@@ -216,26 +260,28 @@ def test_with_no_connect_timeout_the_set_up_reply_is_bounded_by_io_timeout(flavo
         assert isinstance(outcome[0], TimeoutError)
 
 
-def _setup_cut_off_on_reconnect(
-    conn: PeerConnection, n: int, state: list[Any], words: list[bytes]
-) -> Any:
-    if n == 0 and words[0] == b"put":
-        conn.sock.sendall(b"INSERTED 1\r\n")
-        time.sleep(0.05)
-        return "close"
-    if n == 1 and words[0] == b"use":
-        return "close"  # the reconnect's set-up is cut off
-    return None
+def _setup_cut_off_on_reconnect(replied: threading.Event) -> Script:
+    def script(conn: PeerConnection, n: int, state: list[Any], words: list[bytes]) -> Any:
+        if n == 0 and words[0] == b"put":
+            return _reply_then_close(conn, replied)
+        if n == 1 and words[0] == b"use":
+            return "close"  # the reconnect's set-up is cut off
+        return None
+
+    return script
 
 
 @pytest.mark.parametrize("flavor", FLAVORS)
 def test_a_set_up_cut_off_during_a_reconnect_is_not_a_lost_reply(flavor: str) -> None:
-    with Scripted(_setup_cut_off_on_reconnect) as peer:
+    replied = threading.Event()
+    with Scripted(_setup_cut_off_on_reconnect(replied)) as peer:
 
         async def main() -> BaseException | None:
             async with open_client(flavor, peer.address, use="t") as client:
                 await client.put("a")
-                await pause(flavor, 0.3)  # the loops see the server's FIN
+                replied.set()
+                # The event loops run while the server's FIN arrives.
+                await wait_running(flavor, peer.event("closed", 0), "the server's FIN")
                 try:
                     await client.put("b")
                 except ConnectionError as exc:
@@ -251,21 +297,24 @@ def test_a_set_up_cut_off_during_a_reconnect_is_not_a_lost_reply(flavor: str) ->
 # == close() during a reconnect's set-up ===================================================
 
 
-def _hang_on_reconnect(conn: PeerConnection, n: int, state: list[Any], words: list[bytes]) -> Any:
-    if n == 0 and words[0] == b"put":
-        conn.sock.sendall(b"INSERTED 1\r\n")
-        time.sleep(0.05)
-        return "close"
-    if n >= 1:
-        return "hang"  # the new connection's set-up is never answered
-    return None
+def _hang_on_reconnect(replied: threading.Event) -> Script:
+    def script(conn: PeerConnection, n: int, state: list[Any], words: list[bytes]) -> Any:
+        if n == 0 and words[0] == b"put":
+            return _reply_then_close(conn, replied)
+        if n >= 1:
+            return "hang"  # the new connection's set-up is never answered
+        return None
+
+    return script
 
 
 def test_close_from_another_thread_ends_a_call_that_is_reconnecting() -> None:
-    with Scripted(_hang_on_reconnect) as peer:
+    replied = threading.Event()
+    with Scripted(_hang_on_reconnect(replied)) as peer:
         client = beanproto_sync.Client(peer.address, use="t", connect_timeout=3)
         client.put("a")
-        time.sleep(0.3)
+        replied.set()
+        wait_for(peer.event("closed", 0), "the server to close the idle connection")
         outcome: list[tuple[BaseException | None, float]] = []
 
         def call() -> None:
@@ -277,7 +326,8 @@ def test_close_from_another_thread_ends_a_call_that_is_reconnecting() -> None:
 
         thread = threading.Thread(target=call)
         thread.start()
-        time.sleep(0.5)  # the call now waits for the set-up reply
+        # The call now waits for the set-up reply: the peer has its set-up command.
+        wait_for(peer.event("hanging", 1), "the reconnect's set-up command")
         closed = time.monotonic()
         client.close()
         thread.join(5.0)
@@ -288,14 +338,17 @@ def test_close_from_another_thread_ends_a_call_that_is_reconnecting() -> None:
 
 @pytest.mark.parametrize("flavor", ["trio", "asyncio"])
 def test_close_from_another_task_ends_a_call_that_is_reconnecting(flavor: str) -> None:
-    with Scripted(_hang_on_reconnect) as peer:
+    replied = threading.Event()
+    with Scripted(_hang_on_reconnect(replied)) as peer:
+        hanging = peer.event("hanging", 1)
 
         async def main() -> tuple[BaseException | None, float]:
             module = beanproto_trio if flavor == "trio" else beanproto_asyncio
             client = module.Client(peer.address, use="t", connect_timeout=None)
             await client.__aenter__()
             await client.put("a")
-            time.sleep(0.3)
+            replied.set()
+            wait_for(peer.event("closed", 0), "the server to close the idle connection")
             outcome: list[BaseException | None] = []
 
             async def call() -> None:
@@ -306,17 +359,24 @@ def test_close_from_another_task_ends_a_call_that_is_reconnecting(flavor: str) -
                     outcome.append(exc)
 
             if flavor == "trio":
+                ended = trio.Event()
+
+                async def call_then_tell() -> None:
+                    try:
+                        await call()
+                    finally:
+                        ended.set()
+
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(call)
-                    await trio.sleep(0.3)
+                    nursery.start_soon(call_then_tell)
+                    await wait_running(flavor, hanging, "the reconnect's set-up command")
                     closed = time.monotonic()
                     await client.close()
                     with trio.fail_after(5):
-                        while not outcome:
-                            await trio.sleep(0.01)
+                        await ended.wait()
             else:
                 task = asyncio.ensure_future(call())
-                await asyncio.sleep(0.3)
+                await wait_running(flavor, hanging, "the reconnect's set-up command")
                 closed = time.monotonic()
                 await client.close()
                 await asyncio.wait_for(task, 5)
@@ -331,10 +391,24 @@ def test_close_from_another_task_ends_a_call_that_is_reconnecting(flavor: str) -
 
 
 class _ReadsOneCommandThenStops(_TcpPeer):
+    def __init__(self) -> None:
+        self.got_reserve = threading.Event()
+        self._released = threading.Event()
+        super().__init__()
+
     def handle(self, conn: PeerConnection) -> None:
-        conn.sock.recv(100)  # the reserve
-        while not self._closing:
-            time.sleep(0.05)  # reads nothing more: the client's sends stall
+        data = b""
+        while b"\r\n" not in data:
+            chunk = conn.sock.recv(100)
+            if not chunk:
+                return
+            data += chunk
+        self.got_reserve.set()
+        self._released.wait(BOUND)  # reads nothing more: the client's sends stall
+
+    def close(self) -> None:
+        self._released.set()
+        super().close()
 
 
 @pytest.mark.parametrize(
@@ -374,7 +448,7 @@ def test_io_timeout_bounds_a_stalled_send_behind_a_waiting_reserve(flavor: str) 
                 with trio.move_on_after(4):
                     async with trio.open_nursery() as nursery:
                         nursery.start_soon(reserve)
-                        await trio.sleep(0.1)
+                        await wait_running("trio", peer.got_reserve, "the reserve")
                         await put()
                         nursery.cancel_scope.cancel()
                 assert outcome, "the put was still sending 4 s after it stalled"
@@ -383,7 +457,7 @@ def test_io_timeout_bounds_a_stalled_send_behind_a_waiting_reserve(flavor: str) 
         async def main_asyncio() -> BaseException | None:
             async with beanproto_asyncio.Client(peer.address, encoding=None, io_timeout=0.5) as c:
                 waiting = asyncio.ensure_future(c.reserve())
-                await asyncio.sleep(0.1)
+                await wait_running("asyncio", peer.got_reserve, "the reserve")
                 try:
                     await asyncio.wait_for(c.put(body), 4)
                     error = None
@@ -471,7 +545,10 @@ def _slow_or_fast_put(conn: PeerConnection, n: int, state: list[Any], words: lis
         number = int(body.split(b"-")[0])
         if body.endswith(b"slow"):  # half a reply line, then the rest
             conn.sock.sendall(b"INSERT")
-            time.sleep(0.3)
+            # The rest only once the client gave up on the call and moved on:
+            # its next command is in.
+            readable, _, _ = select.select([conn.sock], [], [], BOUND)
+            assert readable, "the client sent nothing after the cancelled put"
             conn.sock.sendall(b"ED %d\r\n" % number)
             return False
         return b"INSERTED %d" % number
@@ -501,19 +578,29 @@ def test_a_call_cancelled_in_the_middle_of_its_reply_leaves_the_next_call_its_ow
         assert len(peer.commands()) == 1  # no reconnect was needed
 
 
-def _lose_first_connection(
-    conn: PeerConnection, n: int, state: list[Any], words: list[bytes]
-) -> Any:
-    if n == 0 and words[0] == b"put":
-        time.sleep(0.05)
-        return "close"
-    return None
+def _lose_first_connection(in_flight: int, started: threading.Event) -> Script:
+    """Read ``in_flight`` puts on the first connection, leaving them all
+    unanswered, and hang up once every call has started (``started``)."""
+
+    def script(conn: PeerConnection, n: int, state: list[Any], words: list[bytes]) -> Any:
+        if n == 0 and words[0] == b"put":
+            if sum(c.startswith(b"put ") for c in conn.commands) < in_flight:
+                return False  # no reply: this put is in flight when the link dies
+            wait_for(started, "every call to start")
+            return "close"
+        return None
+
+    return script
 
 
 @pytest.mark.parametrize("flavor", FLAVORS)
 def test_concurrent_puts_when_the_link_dies_are_never_sent_twice(flavor: str) -> None:
     n = 20
-    with Scripted(_lose_first_connection) as peer:
+    started = threading.Event()
+    # The async clients pipeline the tasks' puts, so several are in flight
+    # when the link dies; the blocking one has one on the wire at a time.
+    in_flight = 1 if flavor == "sync" else 5
+    with Scripted(_lose_first_connection(in_flight, started)) as peer:
         results: dict[int, object] = {}
 
         async def main() -> None:
@@ -526,15 +613,18 @@ def test_concurrent_puts_when_the_link_dies_are_never_sent_twice(flavor: str) ->
                         results[i] = exc
 
                 if flavor == "asyncio":
+                    started.set()  # gather starts every put at once
                     await asyncio.gather(*(put(i) for i in range(n)))
                 elif flavor == "trio":
                     async with trio.open_nursery() as nursery:
                         for i in range(n):
                             nursery.start_soon(put, i)
+                        started.set()
                 else:
                     threads = [threading.Thread(target=trio.run, args=(put, i)) for i in range(n)]
                     for thread in threads:
                         thread.start()
+                    started.set()
                     for thread in threads:
                         thread.join(10)
 
