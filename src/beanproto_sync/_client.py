@@ -50,13 +50,14 @@ passed in.
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import struct
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Union, overload
 
 import beanproto as bp
@@ -334,7 +335,8 @@ class Client(SyncAPI[TBody]):
                 # Pipelined: every set-up command goes out in one write.
                 _bounded(sock, deadline, timeouts.io)
                 sock.sendall(b"".join(link.conn.send(command) for command in setup))
-                events = [self._read_set_up(link, deadline, timeouts.io) for _ in setup]
+                bound = functools.partial(_bounded, sock, deadline, timeouts.io)
+                events = [self._read_event(link, bound) for _ in setup]
                 lib.check_setup(setup, events)
             link.bound_waits(timeouts.io)
         except BaseException as exc:
@@ -352,22 +354,6 @@ class Client(SyncAPI[TBody]):
                 raise lib.connection_lost(f"setting the connection up failed: {exc}") from exc
             raise
         return link
-
-    @staticmethod
-    def _read_set_up(link: _Link, deadline: float | None, io: float | None) -> bp.Event:
-        """Read one set-up reply, every wait bounded by what is left of the
-        deadline (else by ``io``)."""
-        conn = link.conn
-        event = conn.next_event() if conn.buffered else bp.NEED_DATA
-        while event is bp.NEED_DATA:
-            _bounded(link.sock, deadline, io)
-            nbytes = link.sock.recv_into(conn.get_buffer())
-            if nbytes:
-                conn.buffer_updated(nbytes)
-            else:
-                conn.receive_data(b"")
-            event = conn.next_event()
-        return event
 
     # -- the loop: the only place bytes move ---------------------------------
 
@@ -500,11 +486,15 @@ class Client(SyncAPI[TBody]):
                     raise  # the reply began and then stalled: io_timeout applies
 
     @staticmethod
-    def _read_event(link: _Link) -> bp.Event:
+    def _read_event(link: _Link, before_read: Callable[[], None] | None = None) -> bp.Event:
+        """Read the next event; ``before_read()`` before every read (the
+        set-up bounds each wait by what is left of its deadline)."""
         conn = link.conn
         # With nothing buffered the first next_event() can only say NEED_DATA.
         event = conn.next_event() if conn.buffered else bp.NEED_DATA
         while event is bp.NEED_DATA:
+            if before_read is not None:
+                before_read()
             nbytes = link.sock.recv_into(conn.get_buffer())
             if nbytes:
                 conn.buffer_updated(nbytes)
