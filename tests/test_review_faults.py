@@ -411,21 +411,7 @@ class _ReadsOneCommandThenStops(_TcpPeer):
         super().close()
 
 
-@pytest.mark.parametrize(
-    "flavor",
-    [
-        pytest.param(
-            f,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="the watchdog looks only at the oldest call: behind a reserve() "
-                "(no bound) a put whose body stops going out is never bounded by "
-                "io_timeout",
-            ),
-        )
-        for f in ("trio", "asyncio")
-    ],
-)
+@pytest.mark.parametrize("flavor", ["trio", "asyncio"])
 def test_io_timeout_bounds_a_stalled_send_behind_a_waiting_reserve(flavor: str) -> None:
     body = b"x" * (64 * 1024 * 1024)
     with _ReadsOneCommandThenStops() as peer:
@@ -458,14 +444,14 @@ def test_io_timeout_bounds_a_stalled_send_behind_a_waiting_reserve(flavor: str) 
             async with beanproto_asyncio.Client(peer.address, encoding=None, io_timeout=0.5) as c:
                 waiting = asyncio.ensure_future(c.reserve())
                 await wait_running("asyncio", peer.got_reserve, "the reserve")
-                try:
-                    await asyncio.wait_for(c.put(body), 4)
-                    error = None
-                except asyncio.TimeoutError:
+                # Not wait_for: since 3.11 its TimeoutError is the client's own.
+                putting = asyncio.ensure_future(c.put(body))
+                done, _ = await asyncio.wait({putting}, timeout=4)
+                if not done:
+                    putting.cancel()
                     waiting.cancel()
-                    raise AssertionError("the put was still sending 4 s after it stalled") from None
-                except Exception as exc:
-                    error = exc
+                    raise AssertionError("the put was still sending 4 s after it stalled")
+                error = putting.exception()
                 waiting.cancel()
                 with contextlib.suppress(BaseException):
                     await waiting

@@ -52,6 +52,9 @@ call: the oldest outstanding reply is due within ``io_timeout`` of its
 command going out or of the last bytes received (or, while a large body goes
 out, drained), plus ``t`` for ``reserve(timeout=t)``; a plain ``reserve()``
 has no bound (TCP keepalive, tuned by ``keepalive``, finds a dead peer).
+Bytes still going out (the transport's buffer not empty) are bounded on their
+own, whatever the oldest call is (a ``reserve()`` with no bound included):
+none drained for ``io_timeout``, the newest call raises :class:`TimeoutError`.
 Late, the connection is given up: that call raises :class:`TimeoutError`,
 the others waiting on it :class:`~beanproto.ReplyLostError`. Any call whose
 command went out and whose connection then fails (end of file, reset, a
@@ -75,6 +78,7 @@ time. Give each consumer task its own client, or use ``reserve(timeout=...)``.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import socket
 import sys
@@ -102,6 +106,8 @@ _PARTS_BODY = 32 * 1024
 #: The most of a body handed to the transport in one write.
 _CHUNK = 1024 * 1024
 
+_INF = math.inf
+
 
 class _Slot:
     """A call waiting for its reply."""
@@ -123,6 +129,8 @@ class _Link(asyncio.BufferedProtocol):
     link up or sets itself for that call's deadline. The deadline counts from
     ``since``: when the oldest call became the oldest (its command was sent,
     or the reply before it arrived) or bytes last came in or drained out.
+    While bytes wait in the transport's buffer, they are due ``io`` after
+    ``since`` too, whatever the oldest call is.
     """
 
     def __init__(self, io: float | None) -> None:
@@ -244,17 +252,30 @@ class _Link(asyncio.BufferedProtocol):
                 self.drained = drained
                 self.since = now
         wait = 0.0 if self.started else server_wait(head.command)
-        if wait is None:
-            # A reserve waiting for a job, which may take for ever: keepalive
-            # watches the peer meanwhile. Look again later (once per io).
-            self.timer = self.loop.call_at(now + io, self._watch)
-            return
-        deadline = self.since + wait + io
+        # wait None: a reserve waiting for a job, which may take for ever
+        # (keepalive watches the peer meanwhile).
+        deadline = _INF if wait is None else self.since + wait + io
         if now < deadline:
-            if unsent:  # look at the buffer more often
-                deadline = min(deadline, now + io / 4)
+            if unsent:
+                # Bytes still going out are bounded on their own, whatever the
+                # oldest call waits for: io of no progress. The newest call's
+                # command is the one not all out (writes queue in order).
+                stalled = self.since + io
+                if now >= stalled:
+                    newest = self.slots[-1]
+                    verb = newest.command.verb.decode()
+                    error = timed_out(f"sending {verb} to the server", io)
+                    if not newest.future.done():
+                        newest.future.set_exception(error)
+                    self.fail(error)  # the others: ReplyLostError
+                    return
+                # Look at the buffer more often.
+                deadline = min(deadline, stalled, now + io / 4)
+            elif wait is None:
+                deadline = now + io  # look again later (once per io)
             self.timer = self.loop.call_at(deadline, self._watch)
             return
+        assert wait is not None
         verb = head.command.verb.decode()
         if self._writable is not None:  # the server stopped taking our bytes
             error = timed_out("writing to the server", wait + io)

@@ -62,6 +62,9 @@ The oldest call's reply is due within ``io_timeout`` of its command going
 out, of the reply before it, or of the last bytes moved (a large body is
 bounded on progress), plus ``t`` for ``reserve(timeout=t)``; ``reserve()``
 has no bound (TCP keepalive, tuned by ``keepalive``, notices a dead peer).
+A command being written while the socket is full is bounded on its own,
+whatever the oldest call is (a ``reserve()`` with no bound included): no
+bytes out for ``io_timeout``.
 Late: the connection is given up, the late call raises :class:`TimeoutError`
 and the others waiting on it :class:`~beanproto.ReplyLostError`. A call whose
 command went out and whose connection then fails (end of file, reset,
@@ -134,6 +137,9 @@ class _Link:
     calls only write ``since`` (one read of the clock); the watchdog sleeps
     until ``wake`` (at most ``io`` ahead, or for ever while nothing is due)
     and is woken earlier only when something becomes due before ``wake``.
+    A command still being written (``sending``) is due ``io`` after
+    ``since`` too, whatever the oldest call is: each write that makes
+    progress moves ``since``.
     """
 
     __slots__ = (
@@ -227,7 +233,8 @@ class _Link:
 
 async def _watchdog(link: _Link) -> None:
     """Keep a link's io_timeout (see :class:`_Link`): give the link up when
-    its oldest call is late, the late call failing with :class:`TimeoutError`.
+    its oldest call is late, or a command being written makes no progress
+    for io, the late call failing with :class:`TimeoutError`.
 
     A system task that holds its link only while it looks at it, so that an
     abandoned client's link is still collected (the task then ends too).
@@ -274,7 +281,21 @@ async def _watchdog(link: _Link) -> None:
                         link.give_up(error)
                         return
                     wake = min(due, now + io)
-                del head
+                # A command being written while the socket is full is bounded
+                # on its own, whatever the oldest call waits for (a reserve
+                # with no bound, or its own timeout): io of no bytes out.
+                sending = link.sending
+                if sending is not None:
+                    due = link.since + io
+                    if now >= due:
+                        verb = sending.command.verb.decode()
+                        error = timed_out(f"sending {verb} to the server", io)
+                        if sending.event is None and sending.error is None:
+                            sending.error = error
+                        link.give_up(error)  # the others: ReplyLostError
+                        return
+                    wake = min(wake, due)
+                del head, sending
             alarm = link.alarm = trio.CancelScope(deadline=wake)
             link.wake = wake
         except Exception as exc:  # pragma: no cover (a bug here must not crash trio.run)
