@@ -94,13 +94,15 @@ class Scripted(_TcpPeer):
         for command in self.read_commands(conn):
             words = command.split(b"\r\n", 1)[0].split()
             reply = self.script(conn, n, state, words)
-            if reply == "close":
+            # ``isinstance`` first: a bytes reply compared with a str is a
+            # BytesWarning, an error under ``python -b``.
+            if isinstance(reply, str) and reply == "close":
                 conn.sock.shutdown(socket.SHUT_WR)  # the FIN; _run closes the socket
                 acked = functools.partial(_fin_acked, conn.sock)
                 wait_until(acked, "the client to acknowledge the FIN", interval=0.001)
                 self.event("closed", n).set()
                 return
-            if reply == "hang":
+            if isinstance(reply, str) and reply == "hang":
                 self.event("hanging", n).set()
                 for _ in self.read_commands(conn):
                     pass

@@ -13,6 +13,7 @@ through sleeps. Every wait is bounded.
 
 from __future__ import annotations
 
+import gc
 import signal
 import socket
 import sys
@@ -258,6 +259,10 @@ def interrupted_at(call: Callable[[], object], n: int) -> bool:
                 sys.setprofile(None)
                 raise Interrupt
 
+    # No garbage collection meanwhile: its callbacks (Hypothesis keeps one)
+    # make C calls too, and the interrupt must land in ``call``, not there.
+    collecting = gc.isenabled()
+    gc.disable()
     sys.setprofile(profile)
     try:
         call()
@@ -265,6 +270,8 @@ def interrupted_at(call: Callable[[], object], n: int) -> bool:
         return True
     finally:
         sys.setprofile(None)
+        if collecting:
+            gc.enable()
     return False
 
 
