@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -42,6 +43,7 @@ import beanproto_asyncio
 import beanproto_sync
 import beanproto_trio
 from async_portal import AsyncioPortal, Portal, TrioPortal, open_client
+from faults_support import RestartableServer
 
 #: ``-z`` of the shared servers: room for the 1 MiB round trip.
 BIG_JOB_SIZE = 2 * 1024 * 1024
@@ -271,3 +273,18 @@ def client(client_factory: ClientFactory) -> beanproto_sync.Client[str]:
 def raw_client(client_factory: ClientFactory) -> beanproto_sync.Client[bytes]:
     """An ``encoding=None`` client on the test's tube."""
     return client_factory.raw()
+
+
+@pytest.fixture
+def binlog_server(tmp_path: Path) -> Iterator[RestartableServer]:
+    """A beanstalkd of its own with a binlog, which the test may kill and
+    restart on the same port (the fault tests). The test must be marked
+    ``integration``."""
+    binlog = tmp_path / "binlog"
+    binlog.mkdir()
+    server = RestartableServer(binlog_dir=binlog)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -106,19 +106,6 @@ def waiting_on(address: tuple[str, int], tube: str, count: int = 1) -> Callable[
 
 
 @pytest.fixture
-def binlog_server(tmp_path: Path) -> Iterator[RestartableServer]:
-    """A beanstalkd with a binlog, to be killed and restarted by the test."""
-    binlog = tmp_path / "binlog"
-    binlog.mkdir()
-    server = RestartableServer(binlog_dir=binlog)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
 def plain_server() -> Iterator[RestartableServer]:
     """A restartable beanstalkd without a binlog (a restart loses every job)."""
     server = RestartableServer()

@@ -30,9 +30,8 @@ import asyncio
 import collections
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -345,18 +344,6 @@ RUNNERS: dict[str, Callable[[tuple[str, int], str, Ledger], None]] = {
 
 
 # == the test ==========================================================================
-
-
-@pytest.fixture
-def binlog_server(tmp_path: Path) -> Iterator[RestartableServer]:
-    binlog = tmp_path / "binlog"
-    binlog.mkdir()
-    server = RestartableServer(binlog_dir=binlog)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def drain(address: tuple[str, int], tube: str, ledger: Ledger) -> int:

@@ -31,6 +31,7 @@ import beanproto
 import beanproto_sync
 from beanproto_sync import Client
 from conftest import ClientFactory, Clients, address_of, new_tube
+from faults_support import command_size
 
 MISSING_ID = 2**62
 
@@ -383,7 +384,7 @@ class ScriptedPeer:
             with self._lock:
                 self._received += chunk
             pending += chunk
-            while (size := _command_size(pending)) is not None:
+            while (size := command_size(pending)) is not None:
                 del pending[:size]
                 with self._lock:
                     actions, self._actions = self._actions, []
@@ -397,18 +398,6 @@ class ScriptedPeer:
         self.client.close()
         self._thread.join(5)
         self.mine.close()
-
-
-def _command_size(data: bytearray) -> int | None:
-    """The length of the first complete command in ``data`` (a ``put``'s
-    body included), or ``None``."""
-    end = data.find(b"\r\n")
-    if end < 0:
-        return None
-    if data.startswith(b"put "):
-        total = end + 2 + int(data[:end].split()[-1]) + 2
-        return total if len(data) >= total else None
-    return end + 2
 
 
 @pytest.fixture
