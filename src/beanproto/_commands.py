@@ -413,7 +413,35 @@ class Quit(Command):
 
 
 _new = object.__new__
-_put_setters = tuple(getattr(Put, name).__set__ for name in ("body", "priority", "delay", "ttr"))
+
+
+class _PutDraft(Command):
+    """A :class:`Put` under construction: the same slots, in the same order,
+    but not frozen. :func:`make_put` fills one with plain attribute stores
+    and then makes it a ``Put`` by assigning ``__class__`` (allowed between
+    classes of the same layout). That costs a third of setting the four
+    frozen slots one by one through their descriptors, which Python calls
+    the slow way (a tuple of arguments per call)."""
+
+    __slots__ = ("body", "priority", "delay", "ttr")
+    body: bytes
+    priority: int
+    delay: int
+    ttr: int
+
+
+assert _PutDraft.__slots__ == Put.__slots__  # the layouts must match
+
+
+# The last priority, delay and ttr objects make_put found valid. An ``int``
+# object that passed the checks once passes them again (ints are immutable),
+# so the common call, which passes the same objects every time (the
+# defaults), is recognised by three identity tests instead of six checks.
+# Each global always holds a checked int, so threads racing to update them
+# can only mix checked values.
+_ok_priority: int = DEFAULT_PRIORITY
+_ok_delay: int = DEFAULT_DELAY
+_ok_ttr: int = DEFAULT_TTR
 
 
 def make_put(body: object, priority: int, delay: int, ttr: int) -> Put:
@@ -426,22 +454,36 @@ def make_put(body: object, priority: int, delay: int, ttr: int) -> Put:
     one set of checks there.
     """
     if (
-        type(body) is bytes
+        priority is _ok_priority
+        and delay is _ok_delay
+        and ttr is _ok_ttr
+        and type(body) is bytes
         and len(body) <= MAX_BODY_SIZE
-        and type(priority) is int
+    ):
+        draft = _new(_PutDraft)
+        draft.body = body
+        draft.priority = priority
+        draft.delay = delay
+        draft.ttr = ttr
+        draft.__class__ = Put  # type: ignore[assignment]
+        return draft  # type: ignore[return-value]
+    return _make_put_checked(body, priority, delay, ttr)
+
+
+def _make_put_checked(body: object, priority: int, delay: int, ttr: int) -> Put:
+    """:func:`make_put` for values it has not seen last time."""
+    global _ok_priority, _ok_delay, _ok_ttr
+    if (
+        type(priority) is int
         and type(delay) is int
         and type(ttr) is int
         and 0 <= priority <= MAX_UINT32
         and 0 <= delay <= MAX_UINT32
         and 0 <= ttr <= MAX_UINT32
     ):
-        command = _new(Put)
-        set_body, set_priority, set_delay, set_ttr = _put_setters
-        set_body(command, body)
-        set_priority(command, priority)
-        set_delay(command, delay)
-        set_ttr(command, ttr)
-        return command
+        _ok_priority, _ok_delay, _ok_ttr = priority, delay, ttr
+        if type(body) is bytes and len(body) <= MAX_BODY_SIZE:
+            return make_put(body, priority, delay, ttr)
     return Put(body=body, priority=priority, delay=delay, ttr=ttr)  # type: ignore[arg-type]
 
 

@@ -14,8 +14,9 @@ commands in order, and one that does not fit means the stream is out of step.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from . import _commands as c
 from . import _events as e
@@ -52,6 +53,9 @@ def _uint(raw: bytes) -> int:
     raise _bad("expected a nonnegative integer", raw)
 
 
+_new = object.__new__
+
+
 def _bare(event_type: type[e.Event]) -> Reader:
     """A reply that is its status alone, such as ``DELETED``."""
     event = event_type()  # frozen, so one instance serves every reply
@@ -67,10 +71,16 @@ def _bare(event_type: type[e.Event]) -> Reader:
 def _one_int(event_type: type[e.Event]) -> Reader:
     """A reply with one integer: ``INSERTED <id>``, ``WATCHING <count>`` …"""
     build = e.builder(event_type)
+    (field,) = dataclasses.fields(cast(Any, event_type))
+    set_value = getattr(event_type, field.name).__set__
 
     def read(rest: bytes, sep: bytes) -> e.Event:
         if rest.isdigit() and len(rest) < 20:  # the common case, inline
-            return build(int(rest))
+            # One slot to set: through its descriptor, without a builder's
+            # frame, is the cheapest way (measured with callgrind).
+            event = _new(event_type)
+            set_value(event, int(rest))
+            return event
         return build(_uint(rest))
 
     return read
