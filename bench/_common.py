@@ -11,6 +11,7 @@ import argparse
 import json
 import platform
 import statistics
+import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ __all__ = [
     "result_json",
     "rotated",
     "run_rounds",
+    "source_state",
     "spread_lines",
     "warmup_count",
 ]
@@ -37,6 +39,8 @@ Results = Mapping[str, Mapping[str, "Result"]]
 class Sample:
     ops_per_s: float
     cpu_us_per_op: float
+    #: Minor page faults of the client process per operation (``ru_minflt``).
+    faults_per_op: float = 0.0
 
 
 @dataclass
@@ -49,6 +53,10 @@ class Result:
 
     def cpu(self, stat: str) -> float:
         values = [s.cpu_us_per_op for s in self.samples]
+        return min(values) if stat == "best" else statistics.median(values)
+
+    def faults(self, stat: str) -> float:
+        values = [s.faults_per_op for s in self.samples]
         return min(values) if stat == "best" else statistics.median(values)
 
 
@@ -72,16 +80,18 @@ def run_rounds(
     implementations: Sequence[str],
     rounds: int,
     progress: Callable[[str], None],
+    warmup_round: bool = True,
 ) -> dict[str, dict[str, Result]]:
     """``measure(impl, workload, n)`` for every pair, ``rounds`` times.
 
     A warm-up round (a tenth of the operations, nothing recorded) comes
-    first; within a round the implementations run in an order that rotates
-    from round to round, so slow phases of the machine hit all of them alike.
+    first unless ``warmup_round`` is false (smoke runs); within a round the
+    implementations run in an order that rotates from round to round, so slow
+    phases of the machine hit all of them alike.
     """
     results = {w: {i: Result() for i in implementations} for w in workloads}
     # Warm-up round: every code path, every implementation, nothing recorded.
-    for workload in workloads:
+    for workload in workloads if warmup_round else ():
         for impl in implementations:
             measure(impl, workload, max(1, ns[workload] // 10))
     for r in range(rounds):
@@ -138,6 +148,8 @@ def result_json(result: Result) -> dict[str, object]:
         "ops_per_s_median": result.ops("median"),
         "ops_per_s_best": result.ops("best"),
         "cpu_us_per_op_median": result.cpu("median"),
+        "cpu_us_per_op_min": result.cpu("best"),
+        "faults_per_op": [s.faults_per_op for s in result.samples],
     }
 
 
@@ -147,6 +159,29 @@ def jobs_left(stats: Mapping[str, str]) -> int:
         int(stats.get(f"current-jobs-{kind}", "0"))
         for kind in ("ready", "reserved", "delayed", "buried")
     )
+
+
+def source_state() -> str:
+    """The commit measured, and whether ``src/`` had uncommitted changes."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--", "src"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (no git)"
+    return f"{head} + uncommitted changes in src/" if dirty else head
 
 
 # -- command line ------------------------------------------------------------------

@@ -53,6 +53,7 @@ from typing import Any, Protocol, TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import _batch as batch
 import aiostalk
 import trio
 from _common import (
@@ -64,6 +65,7 @@ from _common import (
     finish,
     result_json,
     run_rounds,
+    source_state,
     spread_lines,
     warmup_count,
 )
@@ -84,7 +86,6 @@ from bench_sync import (
     Helper,
     RawError,
     pin,
-    source_state,
 )
 from tools.beanstalkd import Server, running_beanstalkd
 
@@ -601,6 +602,174 @@ async def open_session(impl: str, address: Address, tube: str, big: bool) -> Asy
         raise ValueError(impl)
 
 
+# -- batches: put_many and pipeline() (--pipeline) ----------------------------------
+
+#: ``*_batch`` are the beanproto clients with ``put_many`` and ``pipeline()``;
+#: the others make the same calls one at a time.
+BATCH_IMPLEMENTATIONS = ("bp_trio_batch", "bp_trio", "bp_asyncio_batch", "bp_asyncio", "aiostalk")
+#: The issue's 2x target is for the blocking client against greenstalk: none here.
+BATCH_RATIOS = batch.batch_ratios(
+    [("bp_trio_batch", "bp_trio"), ("bp_asyncio_batch", "bp_asyncio")], "aiostalk", None
+)
+
+
+def has_batch_api(client_class: type) -> bool:
+    """Whether the batch API (being written) is there yet."""
+    return hasattr(client_class, "put_many") and hasattr(client_class, "pipeline")
+
+
+def is_trio(impl: str) -> bool:
+    return impl in TRIO_IMPLEMENTATIONS or impl == "bp_trio_batch"
+
+
+class BatchSession:
+    """A beanproto async client or aiostalk on the batch workloads:
+    ``run(workload, n)`` does ``n`` batches, with the batch API when ``batched``.
+    ``seed()`` before use."""
+
+    def __init__(self, client: Any, batched: bool, tube: str) -> None:
+        self.client = client
+        self.batched = batched
+        self.tube = tube
+        self.bodies = [SMALL_TEXT] * batch.PUT_BATCH
+        self.positions = batch.put_positions()
+        #: The jobs the last mixed batch put: the next one deletes them.
+        self.previous: list[int] = []
+        self.last: list[Any] = []
+
+    async def seed(self, workload: str) -> None:
+        """Put the jobs the first mixed batch deletes."""
+        if workload == "commands":
+            self.previous = [await self.client.put(SMALL_TEXT) for _ in range(batch.PAIRS)]
+
+    async def run(self, workload: str, n: int) -> None:
+        client = self.client
+        if workload == "puts":
+            if self.batched:
+                put_many, bodies = client.put_many, self.bodies
+                for _ in range(n):
+                    await put_many(bodies)
+            else:
+                put, body = client.put, SMALL_TEXT
+                for _ in range(n * batch.PUT_BATCH):
+                    await put(body)
+        elif workload == "commands":
+            mixed = self._pipelined if self.batched else self._one_by_one
+            for _ in range(n):
+                self.previous = await mixed(self.previous)
+        else:
+            raise ValueError(workload)
+
+    async def _pipelined(self, previous: list[int]) -> list[int]:
+        tube, body, every = self.tube, SMALL_TEXT, batch.STATS_EVERY
+        async with self.client.pipeline() as pipe:
+            put, delete, stats_tube = pipe.put, pipe.delete, pipe.stats_tube
+            for pair, job_id in enumerate(previous):
+                put(body)
+                delete(job_id)
+                if pair % every == every - 1:
+                    stats_tube(tube)
+            results = self.last = await pipe.execute()
+        return [results[i] for i in self.positions]
+
+    async def _one_by_one(self, previous: list[int]) -> list[int]:
+        client = self.client
+        put, delete, stats_tube = client.put, client.delete, client.stats_tube
+        tube, body, every = self.tube, SMALL_TEXT, batch.STATS_EVERY
+        ids = []
+        for pair, job_id in enumerate(previous):
+            ids.append(await put(body))
+            await delete(job_id)
+            if pair % every == every - 1:
+                await stats_tube(tube)
+        return ids
+
+    async def check(self, workload: str) -> None:
+        """The batch API's results checked on one batch; one plain put (untimed)."""
+        if not self.batched:
+            if not isinstance(await self.client.put(SMALL_TEXT), int):
+                raise AssertionError("put did not return a job id")
+        elif workload == "puts":
+            ids = await self.client.put_many(self.bodies)
+            if len(ids) != batch.PUT_BATCH or not all(isinstance(i, int) for i in ids):
+                raise AssertionError(f"put_many returned {ids[:3]!r}...")
+        else:
+            await self.run(workload, 1)
+            if len(self.previous) != batch.PAIRS or len(set(self.previous)) != batch.PAIRS:
+                raise AssertionError("a pipeline did not return one new job per pair")
+            if self.last[2 * batch.STATS_EVERY]["name"] != self.tube:
+                raise AssertionError(f"stats_tube in a pipeline: {self.last[100]!r}")
+
+
+@contextlib.asynccontextmanager
+async def open_batch_session(
+    impl: str, address: Address, tube: str, workload: str
+) -> AsyncIterator[Session]:
+    client: Any
+    if impl == "aiostalk":
+        client = aiostalk.Client(address, use=tube, watch=tube)
+    else:
+        module: Any = beanproto_trio if is_trio(impl) else beanproto_asyncio
+        client = module.Client(address, use=tube, watch=tube)
+    async with client:
+        session = BatchSession(client, impl.endswith("_batch"), tube)
+        await session.seed(workload)
+        yield session
+
+
+# -- many tasks, one client (--shared) ----------------------------------------------
+
+#: Tasks putting at once.
+TASKS = 100
+SHARED_IMPLEMENTATIONS = ("bp_asyncio", "aiostalk")
+SHARED_LABELS = {"shared": f"{TASKS} tasks putting {SMALL_SIZE} B"}
+#: Puts per task per measurement at ``--n 1``, and with ``--quick``.
+SHARED_N, SHARED_QUICK_N = 200, 5
+
+
+class SharedSession:
+    """``TASKS`` asyncio tasks putting at once, on the clients given: one shared
+    by all, or one each. ``run("shared", n)``: ``n`` puts per task."""
+
+    def __init__(self, clients: list[Any]) -> None:
+        self.clients = clients
+
+    async def run(self, workload: str, n: int) -> None:
+        async def task(client: Any) -> None:
+            put, body = client.put, SMALL_TEXT
+            for _ in range(n):
+                await put(body)
+
+        clients = self.clients
+        await asyncio.gather(*(task(clients[i % len(clients)]) for i in range(TASKS)))
+
+    async def check(self, workload: str) -> None:
+        clients = self.clients
+        ids = await asyncio.gather(
+            *(clients[i % len(clients)].put(SMALL_TEXT) for i in range(TASKS))
+        )
+        if len(set(ids)) != TASKS:
+            raise AssertionError(f"{TASKS} tasks' puts returned {len(set(ids))} job ids")
+
+
+@contextlib.asynccontextmanager
+async def open_shared_session(impl: str, address: Address, tube: str) -> AsyncIterator[Session]:
+    """bp_asyncio: one client for every task; aiostalk: one client per task,
+    as it cannot share one (see :meth:`Bench.aiostalk_sharing`)."""
+    async with contextlib.AsyncExitStack() as stack:
+        if impl == "bp_asyncio":
+            client = beanproto_asyncio.Client(address, use=tube, watch=tube)
+            clients = [await stack.enter_async_context(client)]
+        elif impl == "aiostalk":
+            clients = [
+                await stack.enter_async_context(aiostalk.Client(address, use=tube, watch=tube))
+                for _ in range(TASKS)
+            ]
+        else:
+            raise ValueError(impl)
+        yield SharedSession(clients)
+
+
 # -- measuring ---------------------------------------------------------------------
 
 
@@ -611,6 +780,8 @@ class Bench:
         self.warmup_ops = warmup_ops
         self.helper = Helper(self.address)
         self._tubes = 0
+        #: Untimed batches before a measurement of batches (0 in smoke runs).
+        self.warmup_batches = 1
 
     def close(self) -> None:
         self.helper.close()
@@ -622,18 +793,32 @@ class Bench:
     @staticmethod
     def _in_loop(impl: str, main: Callable[[], Coroutine[Any, Any, T]]) -> T:
         """Run ``main`` in a fresh event loop of the kind ``impl`` needs."""
-        if impl in TRIO_IMPLEMENTATIONS:
+        if is_trio(impl):
             return trio.run(main)
         return asyncio.run(main())
 
+    def _open(
+        self, impl: str, tube: str, workload: str
+    ) -> contextlib.AbstractAsyncContextManager[Session]:
+        if workload in batch.WORKLOADS:
+            return open_batch_session(impl, self.address, tube, workload)
+        if workload == "shared":
+            return open_shared_session(impl, self.address, tube)
+        return open_session(impl, self.address, tube, workload == "big")
+
     def measure(self, impl: str, workload: str, n: int) -> Sample:
-        """One timed run of ``n`` operations on a fresh tube, in a fresh loop."""
+        """One timed run of ``n`` operations (batches, puts per task) on a fresh
+        tube, in a fresh loop."""
         tube = self._tube(impl, workload)
-        big = workload == "big"
-        warmup = warmup_count(workload, n, self.warmup_ops)
+        if workload in batch.WORKLOADS:
+            warmup, ops = self.warmup_batches, n * batch.OPS[workload]
+        elif workload == "shared":
+            warmup, ops = 1, n * TASKS
+        else:
+            warmup, ops = warmup_count(workload, n, self.warmup_ops), n
 
         async def timed() -> Sample:
-            async with open_session(impl, self.address, tube, big) as session:
+            async with self._open(impl, tube, workload) as session:
                 await session.check(workload)
                 await session.run(workload, warmup)
                 gc.collect()
@@ -642,13 +827,58 @@ class Bench:
                 await session.run(workload, n)
                 wall = time.perf_counter() - t0
                 cpu = time.process_time() - cpu0
-            return Sample(ops_per_s=n / wall, cpu_us_per_op=cpu / n * 1e6)
+            return Sample(ops_per_s=ops / wall, cpu_us_per_op=cpu / ops * 1e6)
 
         try:
             sample = self._in_loop(impl, timed)
         finally:
             self.helper.drain(tube)
         return sample
+
+    def batch_api_problem(self, impl: str) -> str | None:
+        """Why ``impl`` cannot run the batch workloads (yet), or ``None``: the
+        batch API is being written, so it is tried once first."""
+        module: Any = beanproto_trio if is_trio(impl) else beanproto_asyncio
+        if not has_batch_api(module.Client):
+            return f"{module.__name__}.Client has no put_many / pipeline yet"
+        tube = self._tube(impl, "probe")
+
+        async def probe() -> None:
+            async with module.Client(self.address, use=tube, watch=tube) as client:
+                await client.put_many([SMALL_TEXT])
+                async with client.pipeline() as pipe:
+                    pipe.put(SMALL_TEXT)
+                    await pipe.execute()
+
+        try:
+            self._in_loop(impl, probe)
+        except NotImplementedError:
+            return f"{module.__name__}: put_many / pipeline raise NotImplementedError"
+        finally:
+            self.helper.drain(tube)
+        return None
+
+    def aiostalk_sharing(self) -> str:
+        """What happens when two tasks put on one aiostalk client."""
+        tube = self._tube("aiostalk", "sharing")
+
+        async def main() -> list[BaseException | int]:
+            async with aiostalk.Client(self.address, use=tube) as client:
+                results: list[BaseException | int] = await asyncio.gather(
+                    client.put(SMALL_TEXT), client.put(SMALL_TEXT), return_exceptions=True
+                )
+            return results
+
+        try:
+            errors = [r for r in asyncio.run(main()) if isinstance(r, BaseException)]
+        finally:
+            self.helper.drain(tube)
+        if not errors:
+            return "two tasks putting on one aiostalk.Client both succeeded"
+        return (
+            f"two tasks putting on one aiostalk.Client: {type(errors[0]).__name__}: "
+            f"{errors[0]} -- so aiostalk gets one client per task"
+        )
 
     def profile(self, impl: str, workload: str, n: int, top: int) -> str:
         """cProfile ``n`` operations of ``impl``: the top functions overall, then
@@ -778,6 +1008,95 @@ def to_json(
     return {"config": config, "workloads": workloads}
 
 
+# -- the scenarios: --pipeline and --shared -----------------------------------------
+
+
+def run_pipeline(
+    bench: Bench,
+    server_pid: int,
+    ns: dict[str, int],
+    rounds: int,
+    stat: str,
+    affinity: set[int] | None,
+    quick: bool,
+    progress: Callable[[str], None],
+) -> tuple[list[str], dict[str, object]]:
+    """The batch workloads on one core, then on split cores; the report and its JSON."""
+    measured = list(BATCH_IMPLEMENTATIONS)
+    lines = batch.header(
+        ns, "bp_trio_batch, bp_asyncio_batch = the beanproto clients with", "the others"
+    )
+    for impl in ("bp_trio_batch", "bp_asyncio_batch"):
+        problem = bench.batch_api_problem(impl)
+        if problem is not None:
+            measured.remove(impl)
+            lines.append(f"{impl}: n/a ({problem})")
+    more, out = batch.run_placements(
+        bench.measure,
+        ns,
+        BATCH_IMPLEMENTATIONS,
+        measured,
+        BATCH_RATIOS,
+        rounds,
+        stat,
+        pin,
+        server_pid,
+        affinity,
+        progress,
+        quick,
+    )
+    return lines + more, {"batch_api": [i for i in measured if i.endswith("_batch")], **out}
+
+
+def run_shared(
+    bench: Bench,
+    n: int,
+    rounds: int,
+    stat: str,
+    placement: str,
+    progress: Callable[[str], None],
+    quick: bool,
+) -> tuple[list[str], dict[str, object]]:
+    """``TASKS`` tasks putting: one shared bp_asyncio client against one aiostalk
+    client per task."""
+    note = bench.aiostalk_sharing()
+    progress("--shared")
+    results = run_rounds(
+        bench.measure,
+        {"shared": n},
+        ["shared"],
+        SHARED_IMPLEMENTATIONS,
+        rounds,
+        progress,
+        not quick,
+    )
+    by_impl = results["shared"]
+    ratio = by_impl["bp_asyncio"].ops(stat) / by_impl["aiostalk"].ops(stat)
+    width = len(SHARED_LABELS["shared"])
+    lines = [
+        f"== --shared: {TASKS} asyncio tasks, {n} puts each per measurement, {rounds} round(s) "
+        f"interleaved; {placement} ==",
+        f"bp_asyncio: one beanproto_asyncio.Client shared by the {TASKS} tasks; aiostalk: "
+        f"{TASKS} clients, one per task",
+        f"note: {note}",
+        f"puts/s, {stat} of {rounds} round(s)",
+        f"{'':<{width}}  {'bp_asyncio':>10} {'aiostalk':>10}  bp_asyncio/aiostalk",
+        f"{SHARED_LABELS['shared']:<{width}}  {by_impl['bp_asyncio'].ops(stat):>10,.0f} "
+        f"{by_impl['aiostalk'].ops(stat):>10,.0f}  {ratio:.2f}x",
+        *cpu_lines(results, SHARED_LABELS, SHARED_IMPLEMENTATIONS, stat, width),
+        *spread_lines(results, SHARED_LABELS, SHARED_IMPLEMENTATIONS, width),
+    ]
+    out = {
+        "tasks": TASKS,
+        "puts_per_task": n,
+        "placement": placement,
+        "aiostalk_sharing": note,
+        "implementations": {i: result_json(by_impl[i]) for i in SHARED_IMPLEMENTATIONS},
+        "ratio_bp_asyncio/aiostalk": ratio,
+    }
+    return lines, out
+
+
 # -- main ----------------------------------------------------------------------------
 
 
@@ -797,6 +1116,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "loop.sock_sendall + loop.sock_recv_into (sock), or both (default; "
         "raw_asyncio is then the faster on each workload)",
     )
+    parser.add_argument(
+        "--pipeline",
+        action="store_true",
+        help="instead of the workloads: put_many and pipeline() against the same calls one "
+        "by one, on one core and on split cores (--pin is not used)",
+    )
+    parser.add_argument(
+        "--shared",
+        action="store_true",
+        help=f"instead of the workloads: {TASKS} tasks putting on one shared bp_asyncio "
+        "client against aiostalk with a client per task",
+    )
     return check_args(parser, argv)
 
 
@@ -806,6 +1137,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ns = {w: max(1, round(base[w] * args.n)) for w in WORKLOADS}
     rounds = args.rounds if args.rounds is not None else (1 if args.quick else 5)
     warmup_ops = 10 if args.quick else 200
+    batches = batch.QUICK_BATCHES if args.quick else batch.DEFAULT_BATCHES
+    batch_ns = {w: max(1, round(batches[w] * args.n)) for w in batch.WORKLOADS}
+    shared_n = max(1, round((SHARED_QUICK_N if args.quick else SHARED_N) * args.n))
+    scenario = args.pipeline or args.shared
     raw_left_out = {"proto": "raw_aio_sock", "sock": "raw_aio_proto"}.get(args.raw_asyncio)
     implementations = [impl for impl in IMPLEMENTATIONS if impl != raw_left_out]
 
@@ -819,6 +1154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with running_beanstalkd(max_job_size=MAX_JOB_SIZE) as server:
         placement = pin(args.pin, server.pid)
         bench = Bench(server, ns, warmup_ops)
+        bench.warmup_batches = 0 if args.quick else 1
         try:
             version = bench.helper.stats().get("version", "?")
             print(
@@ -833,47 +1169,79 @@ def main(argv: Sequence[str] | None = None) -> int:
                         print(f"\n== cProfile: {impl}, {LABELS[workload]}, {ns[workload]} ops ==")
                         print(bench.profile(impl, workload, ns[workload], args.top))
                 return 0
-            print(
-                "ops per measurement: "
-                + ", ".join(f"{w}={ns[w]}" for w in WORKLOADS)
-                + f"; {rounds} round(s) after a warm-up round; order rotates each round"
-            )
-            print(
-                "each measurement: a fresh trio.run / asyncio.run (default event loop), "
-                "a new connection, a fresh tube."
-            )
-            print(
-                "raw = no library, recv into a preallocated buffer: raw_trio = trio.socket "
-                "send + recv_into; raw_aio_proto = asyncio.BufferedProtocol; raw_aio_sock = "
-                "loop.sock_sendall + loop.sock_recv_into. Their stats() read the OK body "
-                "but do not parse the YAML."
-            )
-            print(
-                f"clients use encoding='utf-8' and a {SMALL_SIZE}-char str body for "
-                "small jobs, encoding=None for 1 MiB bodies.\n"
-            )
-            results = run_rounds(bench.measure, ns, WORKLOADS, implementations, rounds, progress)
-            leftover = bench.helper.stats()
+            if scenario:
+                print(
+                    "each measurement: a fresh trio.run / asyncio.run (default event loop), "
+                    "new connections, a fresh tube."
+                )
+                lines: list[str] = []
+                extra: dict[str, object] = {}
+                if args.shared:
+                    shared_lines, extra["shared"] = run_shared(
+                        bench, shared_n, rounds, args.stat, placement, progress, args.quick
+                    )
+                    lines += ["", *shared_lines]
+                if args.pipeline:
+                    pipeline_lines, extra["pipeline"] = run_pipeline(
+                        bench,
+                        server.pid,
+                        batch_ns,
+                        rounds,
+                        args.stat,
+                        affinity,
+                        args.quick,
+                        progress,
+                    )
+                    lines += ["", *pipeline_lines]
+                leftover = bench.helper.stats()
+            else:
+                print(
+                    "ops per measurement: "
+                    + ", ".join(f"{w}={ns[w]}" for w in WORKLOADS)
+                    + f"; {rounds} round(s) after a warm-up round; order rotates each round"
+                )
+                print(
+                    "each measurement: a fresh trio.run / asyncio.run (default event loop), "
+                    "a new connection, a fresh tube."
+                )
+                print(
+                    "raw = no library, recv into a preallocated buffer: raw_trio = trio.socket "
+                    "send + recv_into; raw_aio_proto = asyncio.BufferedProtocol; raw_aio_sock = "
+                    "loop.sock_sendall + loop.sock_recv_into. Their stats() read the OK body "
+                    "but do not parse the YAML."
+                )
+                print(
+                    f"clients use encoding='utf-8' and a {SMALL_SIZE}-char str body for "
+                    "small jobs, encoding=None for 1 MiB bodies.\n"
+                )
+                results = run_rounds(
+                    bench.measure, ns, WORKLOADS, implementations, rounds, progress
+                )
+                leftover = bench.helper.stats()
         finally:
             bench.close()
             if affinity is not None:
                 os.sched_setaffinity(0, affinity)
-    finish(
-        report(results, implementations, args.stat, rounds),
-        leftover,
-        started,
-        args,
-        {
-            "rounds": rounds,
-            "ops_per_measurement": ns,
-            **versions,
-            "max_job_size": MAX_JOB_SIZE,
-            "beanproto_source": source,
-            "placement": placement,
-            "raw_asyncio_loops": args.raw_asyncio,
-        },
-        lambda config: to_json(results, implementations, args.stat, config),
-    )
+    config: dict[str, object] = {
+        "rounds": rounds,
+        "ops_per_measurement": ({**batch_ns, "shared_puts_per_task": shared_n} if scenario else ns),
+        **versions,
+        "max_job_size": MAX_JOB_SIZE,
+        "beanproto_source": source,
+        "placement": placement,
+        "raw_asyncio_loops": args.raw_asyncio,
+    }
+    if scenario:
+        finish(lines, leftover, started, args, config, lambda config: {"config": config, **extra})
+    else:
+        finish(
+            report(results, implementations, args.stat, rounds),
+            leftover,
+            started,
+            args,
+            config,
+            lambda config: to_json(results, implementations, args.stat, config),
+        )
     return 0
 
 

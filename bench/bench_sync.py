@@ -35,8 +35,8 @@ import os
 import platform
 import pstats
 import re
+import resource
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -46,6 +46,7 @@ from typing import Any, Protocol
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import _batch as batch
 import greenstalk
 from _common import (
     Result,
@@ -55,6 +56,7 @@ from _common import (
     cpu_lines,
     finish,
     result_json,
+    source_state,
     spread_lines,
     warmup_count,
 )
@@ -327,6 +329,97 @@ def open_session(impl: str, address: Address, tube: str, big: bool) -> Session:
     raise ValueError(impl)
 
 
+# -- batches: put_many and pipeline() (--pipeline) ----------------------------------
+
+#: ``bp_batch`` is beanproto_sync with ``put_many`` and ``pipeline()``; the
+#: others make the same calls one at a time.
+BATCH_IMPLEMENTATIONS = ("bp_batch", "beanproto", "greenstalk")
+BATCH_RATIOS = batch.batch_ratios([("bp_batch", "beanproto")], "greenstalk", batch.PUT_MANY_TARGET)
+
+
+def has_batch_api(client_class: type) -> bool:
+    """Whether the batch API (being written) is there yet."""
+    return hasattr(client_class, "put_many") and hasattr(client_class, "pipeline")
+
+
+class BatchSession:
+    """beanproto_sync or greenstalk on the batch workloads: ``run(workload, n)``
+    does ``n`` batches, with the batch API when ``batched``."""
+
+    def __init__(self, client: Any, batched: bool, tube: str, workload: str) -> None:
+        self.client = client
+        self.batched = batched
+        self.tube = tube
+        self.bodies = [SMALL_TEXT] * batch.PUT_BATCH
+        self.positions = batch.put_positions()
+        #: The jobs the last mixed batch put: the next one deletes them.
+        self.previous: list[int] = []
+        if workload == "commands":
+            self.previous = [client.put(SMALL_TEXT) for _ in range(batch.PAIRS)]
+        self.last: list[Any] = []
+
+    def run(self, workload: str, n: int) -> None:
+        client = self.client
+        if workload == "puts":
+            if self.batched:
+                put_many, bodies = client.put_many, self.bodies
+                for _ in range(n):
+                    put_many(bodies)
+            else:
+                put, body = client.put, SMALL_TEXT
+                for _ in range(n * batch.PUT_BATCH):
+                    put(body)
+        elif workload == "commands":
+            mixed = self._pipelined if self.batched else self._one_by_one
+            for _ in range(n):
+                self.previous = mixed(self.previous)
+        else:
+            raise ValueError(workload)
+
+    def _pipelined(self, previous: list[int]) -> list[int]:
+        tube, body, every = self.tube, SMALL_TEXT, batch.STATS_EVERY
+        with self.client.pipeline() as pipe:
+            put, delete, stats_tube = pipe.put, pipe.delete, pipe.stats_tube
+            for pair, job_id in enumerate(previous):
+                put(body)
+                delete(job_id)
+                if pair % every == every - 1:
+                    stats_tube(tube)
+            results = self.last = pipe.execute()
+        return [results[i] for i in self.positions]
+
+    def _one_by_one(self, previous: list[int]) -> list[int]:
+        client = self.client
+        put, delete, stats_tube = client.put, client.delete, client.stats_tube
+        tube, body, every = self.tube, SMALL_TEXT, batch.STATS_EVERY
+        ids = []
+        for pair, job_id in enumerate(previous):
+            ids.append(put(body))
+            delete(job_id)
+            if pair % every == every - 1:
+                stats_tube(tube)
+        return ids
+
+    def check(self, workload: str) -> None:
+        """The batch API's results checked on one batch; one plain put (untimed)."""
+        if not self.batched:
+            if not isinstance(self.client.put(SMALL_TEXT), int):
+                raise AssertionError("put did not return a job id")
+        elif workload == "puts":
+            ids = self.client.put_many(self.bodies)
+            if len(ids) != batch.PUT_BATCH or not all(isinstance(i, int) for i in ids):
+                raise AssertionError(f"put_many returned {ids[:3]!r}...")
+        else:
+            self.run(workload, 1)
+            if len(self.previous) != batch.PAIRS or len(set(self.previous)) != batch.PAIRS:
+                raise AssertionError("a pipeline did not return one new job per pair")
+            if self.last[2 * batch.STATS_EVERY]["name"] != self.tube:
+                raise AssertionError(f"stats_tube in a pipeline: {self.last[100]!r}")
+
+    def close(self) -> None:
+        self.client.close()
+
+
 # -- the server side: draining tubes, reading stats (never timed) --------------------
 
 
@@ -399,6 +492,8 @@ class Bench:
         self.warmup_ops = warmup_ops
         self.helper = Helper(self.address)
         self._tubes = 0
+        #: Untimed batches before a measurement of batches (0 in smoke runs).
+        self.warmup_batches = 1
 
     def close(self) -> None:
         self.helper.close()
@@ -407,23 +502,59 @@ class Bench:
         self._tubes += 1
         return f"bench.{impl}.{workload}.{self._tubes}"
 
+    def _open(self, impl: str, tube: str, workload: str) -> Session:
+        if workload in batch.WORKLOADS:
+            client: Any
+            if impl == "greenstalk":
+                client = greenstalk.Client(self.address, use=tube, watch=tube)
+            else:
+                client = beanproto_sync.Client(self.address, use=tube, watch=tube)
+            return BatchSession(client, impl == "bp_batch", tube, workload)
+        return open_session(impl, self.address, tube, big=workload == "big")
+
     def measure(self, impl: str, workload: str, n: int) -> Sample:
-        """One timed run of ``n`` operations on a fresh tube."""
+        """One timed run of ``n`` operations (or batches) on a fresh tube."""
         tube = self._tube(impl, workload)
-        session = open_session(impl, self.address, tube, big=workload == "big")
+        session = self._open(impl, tube, workload)
+        if workload in batch.WORKLOADS:
+            warmup, ops = self.warmup_batches, n * batch.OPS[workload]
+        else:
+            warmup, ops = warmup_count(workload, n, self.warmup_ops), n
         try:
             session.check(workload)
-            session.run(workload, warmup_count(workload, n, self.warmup_ops))
+            session.run(workload, warmup)
             gc.collect()
+            faults0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             cpu0 = time.process_time()
             t0 = time.perf_counter()
             session.run(workload, n)
             wall = time.perf_counter() - t0
             cpu = time.process_time() - cpu0
+            faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults0
         finally:
             session.close()
             self.helper.drain(tube)
-        return Sample(ops_per_s=n / wall, cpu_us_per_op=cpu / n * 1e6)
+        return Sample(
+            ops_per_s=ops / wall, cpu_us_per_op=cpu / ops * 1e6, faults_per_op=faults / ops
+        )
+
+    def batch_api_problem(self) -> str | None:
+        """Why beanproto_sync cannot run the batch workloads (yet), or ``None``:
+        the batch API is being written, so it is tried once first."""
+        if not has_batch_api(beanproto_sync.Client):
+            return "beanproto_sync.Client has no put_many / pipeline yet"
+        tube = self._tube("bp_batch", "probe")
+        try:
+            with beanproto_sync.Client(self.address, use=tube, watch=tube) as client:
+                client.put_many([SMALL_TEXT])
+                with client.pipeline() as pipe:
+                    pipe.put(SMALL_TEXT)
+                    pipe.execute()
+        except NotImplementedError:
+            return "beanproto_sync: put_many / pipeline raise NotImplementedError"
+        finally:
+            self.helper.drain(tube)
+        return None
 
     def profile(self, workload: str, n: int, top: int) -> str:
         tube = self._tube("beanproto", workload)
@@ -512,29 +643,6 @@ def to_json(
     return out
 
 
-def source_state() -> str:
-    """The commit measured, and whether ``src/`` had uncommitted changes."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--", "src"],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown (no git)"
-    return f"{head} + uncommitted changes in src/" if dirty else head
-
-
 # -- CPU placement -----------------------------------------------------------------
 
 
@@ -553,12 +661,99 @@ def pin(mode: str, server_pid: int) -> str:
         return "not pinned (no sched_setaffinity here)"
     cpus = sorted(os.sched_getaffinity(0))
     if mode == "split" and len(cpus) >= 2:
-        os.sched_setaffinity(0, {cpus[0]})
-        os.sched_setaffinity(server_pid, {cpus[1]})
-        return f"client on CPU {cpus[0]}, beanstalkd on CPU {cpus[1]}"
+        os.sched_setaffinity(server_pid, {cpus[0]})
+        os.sched_setaffinity(0, {cpus[1]})
+        return f"beanstalkd on CPU {cpus[0]}, client on CPU {cpus[1]}"
     os.sched_setaffinity(0, {cpus[0]})
     os.sched_setaffinity(server_pid, {cpus[0]})
     return f"client and beanstalkd both on CPU {cpus[0]}"
+
+
+# -- the scenarios: --pipeline and --large ------------------------------------------
+
+
+def progress(message: str) -> None:
+    print(f"  ... {message}", file=sys.stderr, flush=True)
+
+
+def run_pipeline(
+    bench: Bench,
+    server_pid: int,
+    ns: dict[str, int],
+    rounds: int,
+    stat: str,
+    affinity: set[int] | None,
+    quick: bool,
+) -> tuple[list[str], dict[str, object]]:
+    """The batch workloads on one core, then on split cores; the report and its JSON."""
+    measured = list(BATCH_IMPLEMENTATIONS)
+    lines = batch.header(ns, "bp_batch = beanproto_sync with", "beanproto, greenstalk")
+    problem = bench.batch_api_problem()
+    if problem is not None:
+        measured.remove("bp_batch")
+        lines.append(f"bp_batch: n/a ({problem})")
+    more, out = batch.run_placements(
+        bench.measure,
+        ns,
+        BATCH_IMPLEMENTATIONS,
+        measured,
+        BATCH_RATIOS,
+        rounds,
+        stat,
+        pin,
+        server_pid,
+        affinity,
+        progress,
+        quick,
+    )
+    return lines + more, {"batch_api": "bp_batch" in measured, **out}
+
+
+#: The most beanproto's CPU per 1 MiB job may be, as a multiple of the raw loop's.
+LARGE_CPU_TARGET = 1.25
+#: Pages of a 1 MiB body: what mapping a fresh buffer for each one costs in faults.
+BODY_PAGES = BIG_SIZE // resource.getpagesize()
+
+
+def run_large(
+    bench: Bench, n: int, rounds: int, placement: str
+) -> tuple[list[str], dict[str, object]]:
+    """1 MiB put + reserve + delete: client CPU and page faults per job."""
+    progress("--large")
+    results = run_interleaved(bench.measure, {"big": n}, ["big"], IMPLEMENTATIONS, rounds, progress)
+    by_impl = results["big"]
+    raw_cpu = by_impl["raw"].cpu("best")
+    lines = [
+        f"== --large: {LABELS['big']}, bytes bodies (encoding=None), {n} jobs per measurement, "
+        f"{rounds} round(s) interleaved; {placement} ==",
+        f"{'':12} {'CPU us/job (min)':>17} {'/ raw':>7} {'faults/job (median)':>20} "
+        f"{'jobs/s (median)':>16}",
+    ]
+    for impl in IMPLEMENTATIONS:
+        result = by_impl[impl]
+        lines.append(
+            f"{impl:12} {result.cpu('best'):>17.1f} {result.cpu('best') / raw_cpu:>6.2f}x "
+            f"{result.faults('median'):>20.1f} {result.ops('median'):>16,.0f}"
+        )
+    ratio = by_impl["beanproto"].cpu("best") / raw_cpu
+    verdict = "met" if ratio <= LARGE_CPU_TARGET else "missed"
+    faults = by_impl["beanproto"].faults("median")
+    storm = "a page-fault storm" if faults >= BODY_PAGES / 4 else "no page-fault storm"
+    lines += [
+        f"target: beanproto CPU per job <= {LARGE_CPU_TARGET:.2f}x raw: {ratio:.2f}x, {verdict}",
+        f"page faults: beanproto {faults:.1f} per job, {storm} (a 1 MiB buffer mapped afresh "
+        f"per body costs {BODY_PAGES}; counted from a quarter of that)",
+    ]
+    out = {
+        "placement": placement,
+        "jobs_per_measurement": n,
+        "implementations": {impl: result_json(by_impl[impl]) for impl in IMPLEMENTATIONS},
+        "cpu_ratio_to_raw": ratio,
+        "cpu_target_at_most": LARGE_CPU_TARGET,
+        "met": ratio <= LARGE_CPU_TARGET,
+        "faults_per_job": faults,
+    }
+    return lines, out
 
 
 # -- main ----------------------------------------------------------------------------
@@ -570,6 +765,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "instead of benchmarking, cProfile beanproto_sync on WORKLOAD (repeatable)",
         WORKLOADS,
     )
+    parser.add_argument(
+        "--pipeline",
+        action="store_true",
+        help="instead of the workloads: put_many and pipeline() against the same calls one "
+        "by one, on one core and on split cores (--pin is not used)",
+    )
+    parser.add_argument(
+        "--large",
+        action="store_true",
+        help="instead of the workloads: client CPU and page faults per 1 MiB job",
+    )
     return check_args(parser, argv)
 
 
@@ -577,11 +783,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     base = QUICK_N if args.quick else DEFAULT_N
     ns = {w: max(1, round(base[w] * args.n)) for w in WORKLOADS}
+    batches = batch.QUICK_BATCHES if args.quick else batch.DEFAULT_BATCHES
+    batch_ns = {w: max(1, round(batches[w] * args.n)) for w in batch.WORKLOADS}
     rounds = args.rounds if args.rounds is not None else (1 if args.quick else 5)
     warmup_ops = 10 if args.quick else 200
-
-    def progress(message: str) -> None:
-        print(f"  ... {message}", file=sys.stderr, flush=True)
+    scenario = args.pipeline or args.large
 
     started = time.perf_counter()
     source = source_state()
@@ -589,6 +795,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with running_beanstalkd(max_job_size=MAX_JOB_SIZE) as server:
         placement = pin(args.pin, server.pid)
         bench = Bench(server, ns, warmup_ops)
+        bench.warmup_batches = 0 if args.quick else 1
         try:
             version = bench.helper.stats().get("version", "?")
             print(
@@ -604,39 +811,56 @@ def main(argv: Sequence[str] | None = None) -> int:
                     )
                     print(bench.profile(workload, ns[workload], args.top))
                 return 0
-            print(
-                "ops per measurement: "
-                + ", ".join(f"{w}={ns[w]}" for w in WORKLOADS)
-                + f"; {rounds} round(s) after a warm-up round; order rotates each round"
-            )
-            print(
-                "raw = plain socket, no library: sendall + recv_into a preallocated "
-                "buffer; its stats() reads the OK body but does not parse the YAML."
-            )
-            print(
-                f"clients use encoding='utf-8' and a {SMALL_SIZE}-char str body for "
-                "small jobs, encoding=None for 1 MiB bodies.\n"
-            )
-            results = run_rounds(bench, rounds, progress)
-            leftover = bench.helper.stats()
+            if scenario:
+                lines: list[str] = []
+                extra: dict[str, object] = {}
+                if args.large:
+                    large_lines, extra["large"] = run_large(bench, ns["big"], rounds, placement)
+                    lines += ["", *large_lines]
+                if args.pipeline:
+                    pipeline_lines, extra["pipeline"] = run_pipeline(
+                        bench, server.pid, batch_ns, rounds, args.stat, affinity, args.quick
+                    )
+                    lines += ["", *pipeline_lines]
+                leftover = bench.helper.stats()
+            else:
+                print(
+                    "ops per measurement: "
+                    + ", ".join(f"{w}={ns[w]}" for w in WORKLOADS)
+                    + f"; {rounds} round(s) after a warm-up round; order rotates each round"
+                )
+                print(
+                    "raw = plain socket, no library: sendall + recv_into a preallocated "
+                    "buffer; its stats() reads the OK body but does not parse the YAML."
+                )
+                print(
+                    f"clients use encoding='utf-8' and a {SMALL_SIZE}-char str body for "
+                    "small jobs, encoding=None for 1 MiB bodies.\n"
+                )
+                results = run_rounds(bench, rounds, progress)
+                leftover = bench.helper.stats()
         finally:
             bench.close()
             if affinity is not None:
                 os.sched_setaffinity(0, affinity)
-    finish(
-        report(results, args.stat, rounds),
-        leftover,
-        started,
-        args,
-        {
-            "rounds": rounds,
-            "ops_per_measurement": ns,
-            "max_job_size": MAX_JOB_SIZE,
-            "beanproto_source": source,
-            "placement": placement,
-        },
-        lambda config: to_json(results, args.stat, config),
-    )
+    config: dict[str, object] = {
+        "rounds": rounds,
+        "ops_per_measurement": {**ns, **batch_ns} if scenario else ns,
+        "max_job_size": MAX_JOB_SIZE,
+        "beanproto_source": source,
+        "placement": placement,
+    }
+    if scenario:
+        finish(lines, leftover, started, args, config, lambda config: {"config": config, **extra})
+    else:
+        finish(
+            report(results, args.stat, rounds),
+            leftover,
+            started,
+            args,
+            config,
+            lambda config: to_json(results, args.stat, config),
+        )
     return 0
 
 
