@@ -27,10 +27,14 @@ echo "==> ruff"
 .venv/bin/python -m ruff format --check . >/dev/null
 echo "==> mypy --strict"
 .venv/bin/python -m mypy
-echo "==> benchmark smoke run (bench/bench_sync.py --quick)"
+echo "==> benchmark smoke runs (bench/bench_sync.py --quick; --quick --pipeline --large)"
 .venv/bin/python bench/bench_sync.py --quick >/dev/null
-echo "==> benchmark smoke run (bench/bench_async.py --quick)"
+.venv/bin/python bench/bench_sync.py --quick --pipeline --large >/dev/null
+echo "==> benchmark smoke runs (bench/bench_async.py --quick; --quick --pipeline --shared)"
 .venv/bin/python bench/bench_async.py --quick >/dev/null
+.venv/bin/python bench/bench_async.py --quick --pipeline --shared >/dev/null
+echo "==> benchmark smoke run (bench/callgrind.py --smoke)"
+.venv/bin/python bench/callgrind.py --smoke >/dev/null
 
 # -- the Pythons -------------------------------------------------------------------
 version_of() { "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null; }
