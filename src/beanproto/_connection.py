@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import enum
 from collections import deque
-from typing import Final, Literal, NoReturn
+from dataclasses import fields
+from typing import Any, Final, Literal, NoReturn, cast
 
 from . import _events as e
 from ._buffer import READ_SIZE, ReceiveBuffer
@@ -87,8 +88,15 @@ _MAX_ADVANCE = 8 * 1024 * 1024
 
 _CONNECTION_CLOSED = e.ConnectionClosed()
 _OPEN = State.OPEN
-_PUT_REPLIES = REPLIES[Put]
 _CRLF = b"\r\n"
+_PUT_REPLIES = REPLIES[Put]
+
+#: Command type -> (its reply table, its bytes if it has no fields: those are
+#: the same for every instance, so ``reserve`` and ``stats`` skip ``wire()``).
+_SENDING: dict[type[Command], tuple[dict[bytes, Reader], bytes | None]] = {
+    command_type: (table, None if fields(cast(Any, command_type)) else command_type.verb + _CRLF)
+    for command_type, table in REPLIES.items()
+}
 
 
 def _byte_view(data: object) -> memoryview:
@@ -118,6 +126,7 @@ class Connection:
         "_error",
         "_pending",
         "_state",
+        "_stopped",
         "max_body_size",
         "max_line_length",
     )
@@ -140,6 +149,9 @@ class Connection:
         self._state = State.OPEN
         self._error: RemoteProtocolError | None = None
         self._eof = False
+        #: The end of file was received or the connection failed (either
+        #: rules out the fast path of next_event_with).
+        self._stopped = False
 
     def __repr__(self) -> str:
         return f"<beanproto.Connection state={self._state.name} pending={len(self._pending)}>"
@@ -206,13 +218,14 @@ class Connection:
                 body,
             )
         if self._state is _OPEN:
-            table = REPLIES.get(type(command))
-            if table is not None:
+            sending = _SENDING.get(type(command))
+            if sending is not None:
                 pending = self._pending
                 if not pending and self._buffer._end:
                     self._unsolicited()
+                table, wire = sending
                 pending.append((command, table))
-                return command.wire()
+                return command.wire() if wire is None else wire
         return self._enqueue(command)
 
     def send_parts(self, command: Command) -> list[bytes | bytearray | memoryview]:
@@ -292,7 +305,7 @@ class Connection:
                 raise LocalProtocolError("received data after end of file")
             return
         if not data:
-            self._eof = True
+            self._eof = self._stopped = True
             return
         if type(data) is not bytes:
             data = _byte_view(data)
@@ -398,29 +411,41 @@ class Connection:
         pending = self._pending
         if (
             pending
-            and type(data) is bytes
             and self._body is None
             and not self._buffer._end  # nothing buffered (it is 0 when empty)
-            and self._error is None
-            and not self._eof
+            and not self._stopped
+            and type(data) is bytes
         ):
+            end = len(data) - 2
             i = data.find(b"\r\n")
-            if 0 <= i <= self.max_line_length - 2:
+            if i == end:
+                # One line, the whole read: most replies. (A 1-byte read has
+                # i == end == -1: its empty status has no reader.)
+                if i < self.max_line_length - 1:
+                    status, sep, rest = data[:i].partition(b" ")
+                    reader = pending[0][1].get(status)
+                    if reader is not None:
+                        try:
+                            result = reader(rest, sep)
+                        except RemoteProtocolError:
+                            pass  # the general path below raises it, and fails
+                        else:
+                            if type(result) is not BodyWanted:
+                                pending.popleft()
+                                return result  # type: ignore[return-value]
+            elif 0 <= i < self.max_line_length - 1:
+                # A line and more: a reply with its body (RESERVED, FOUND, OK)?
                 status, sep, rest = data[:i].partition(b" ")
                 reader = pending[0][1].get(status)
                 if reader is not None:
                     try:
                         result = reader(rest, sep)
                     except RemoteProtocolError:
-                        pass  # the general path below raises it, and fails
+                        pass
                     else:
-                        end = len(data) - 2
-                        if type(result) is not BodyWanted:
-                            if i == end:
-                                pending.popleft()
-                                return result  # type: ignore[return-value]
-                        elif (
-                            i + result.size + 2 == end
+                        if (
+                            type(result) is BodyWanted
+                            and i + result.size + 2 == end
                             and result.size <= self.max_body_size
                             and data.endswith(b"\r\n")
                         ):
@@ -432,6 +457,7 @@ class Connection:
     def _fail(self, exc: RemoteProtocolError) -> NoReturn:
         self._state = State.ERROR
         self._error = exc
+        self._stopped = True
         raise exc
 
     def _idle(self) -> e.Event | Literal[NeedData.NEED_DATA]:

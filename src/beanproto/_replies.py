@@ -36,6 +36,8 @@ class BodyWanted(NamedTuple):
     arg: Any = None
 
 
+_wanted = tuple.__new__
+
 Reader = Callable[[bytes, bytes], e.Event | BodyWanted]
 """``reader(rest, separator) -> event or BodyWanted``."""
 
@@ -103,7 +105,9 @@ def _job(event_type: type[e.Reserved] | type[e.Found]) -> Reader:
         if not space:
             raise _bad("expected '<id> <bytes>'", rest)
         if job_id.isdigit() and size.isdigit() and len(job_id) < 20 and len(size) < 20:
-            return BodyWanted(int(size), build, int(job_id))  # the common case, inline
+            # The common case, inline; tuple.__new__ is BodyWanted(...)
+            # without the Python-level __new__ of a NamedTuple.
+            return _wanted(BodyWanted, (int(size), build, int(job_id)))
         return BodyWanted(_uint(size), build, _uint(job_id))
 
     return read
