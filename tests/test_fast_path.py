@@ -92,8 +92,9 @@ def test_any_cut_truncation_or_mutation_gives_the_same_outcome(
             pieces.append(reply)
         else:
             cut = data.draw(st.integers(0, len(reply)), label="cut")
-            pieces.extend(piece for piece in (reply[:cut], reply[cut:]) if piece)
-    if pieces and data.draw(st.booleans(), label="mutate"):
+            pieces.extend(part for part in (reply[:cut], reply[cut:]) if part)
+    mutate = data.draw(st.booleans(), label="mutate")
+    if pieces and mutate:
         at = data.draw(st.integers(0, len(pieces) - 1), label="piece")
         piece = bytearray(pieces[at])
         how = data.draw(st.sampled_from(["flip", "insert", "delete", "truncate"]), label="how")
