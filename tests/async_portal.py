@@ -25,7 +25,15 @@ from typing import Any, TypeVar
 import trio
 import trio.testing
 
-__all__ = ["CALL_TIMEOUT", "AsyncioPortal", "BlockingClient", "Portal", "TrioPortal", "open_client"]
+__all__ = [
+    "CALL_TIMEOUT",
+    "AsyncioPortal",
+    "BlockingClient",
+    "BlockingPipeline",
+    "Portal",
+    "TrioPortal",
+    "open_client",
+]
 
 T = TypeVar("T")
 
@@ -146,6 +154,8 @@ class BlockingClient:
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._client, name)
+        if name == "pipeline":
+            return lambda: BlockingPipeline(self._portal, attr())
         if not inspect.iscoroutinefunction(attr):
             return attr
 
@@ -165,6 +175,44 @@ class BlockingClient:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+class BlockingPipeline:
+    """The blocking face of an async client's pipeline: its queueing methods
+    (plain on every client) pass through and return this proxy, so calls
+    chain; ``execute``, ``with`` and its exit run on the portal's loop."""
+
+    def __init__(self, portal: Portal, pipeline: Any) -> None:
+        self._portal = portal
+        self._pipeline = pipeline
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._pipeline, name)
+        if inspect.iscoroutinefunction(attr):
+
+            def blocking(*args: Any, **kwargs: Any) -> Any:
+                return self._portal.call(functools.partial(attr, *args, **kwargs))
+
+            return blocking
+
+        def queueing(*args: Any, **kwargs: Any) -> Any:
+            result = attr(*args, **kwargs)
+            return self if result is self._pipeline else result
+
+        return queueing
+
+    def __len__(self) -> int:
+        return len(self._pipeline)
+
+    def __bool__(self) -> bool:
+        return bool(self._pipeline)
+
+    def __enter__(self) -> BlockingPipeline:
+        self._portal.call(self._pipeline.__aenter__)
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._portal.call(functools.partial(self._pipeline.__aexit__, *exc_info))
 
 
 def open_client(portal: Portal, cls: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

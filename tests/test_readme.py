@@ -44,7 +44,14 @@ def sample_id(code: str) -> str:
 
 def test_the_readme_has_its_samples() -> None:
     found = [sample_id(code) for code in samples()]
-    assert found == ["beanproto_sync", "beanproto_trio", "beanproto_asyncio", "beanproto"]
+    assert found == [
+        "beanproto_sync",
+        "beanproto_trio",
+        "beanproto_asyncio",
+        "beanproto_sync",  # batches and pipelines
+        "beanproto_asyncio",
+        "beanproto",
+    ]
 
 
 @pytest.mark.parametrize("code", samples(), ids=sample_id)

@@ -87,6 +87,8 @@ from ._validate import (
 from .errors import (
     ArgumentError,
     ArgumentTypeError,
+    BatchError,
+    BatchLostError,
     ConnectionClosedError,
     Error,
     LocalProtocolError,
@@ -171,6 +173,8 @@ __all__ = [
     "UnknownResponseError",
     "ConnectionClosedError",
     "ReplyLostError",
+    "BatchError",
+    "BatchLostError",
     # limits and defaults
     "DEFAULT_PRIORITY",
     "DEFAULT_DELAY",

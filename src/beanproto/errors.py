@@ -19,6 +19,8 @@ There are three families, all deriving from :class:`Error`:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 __all__ = [
     "Error",
     "LocalProtocolError",
@@ -42,6 +44,8 @@ __all__ = [
     "TimedOutError",
     "UnknownCommandError",
     "JobDecodeError",
+    "BatchError",
+    "BatchLostError",
 ]
 
 
@@ -230,3 +234,90 @@ class JobDecodeError(Error, UnicodeDecodeError):
 
     def __str__(self) -> str:
         return f"job {self.id}: {UnicodeDecodeError.__str__(self)}"
+
+
+class BatchError(Error):
+    """Some commands of a batch (``put_many``, a pipeline's ``execute``) got
+    failure replies (``JOB_TOO_BIG``, ``DRAINING``, ``NOT_FOUND`` …); every
+    command was answered, so each one's outcome is known.
+
+    One exception for the whole batch, raised after every reply was read, so
+    that the commands that succeeded are never lost with the first failure
+    (the jobs a ``put_many`` inserted exist: their ids are here).
+
+    Attributes:
+        results: one entry per command, in order: what the single call would
+            have returned, or the exception it would have raised.
+        failures: ``{index: exception}`` for every command that failed.
+        ids: the ids of the ``put`` commands that succeeded, in order.
+    """
+
+    def __init__(self, results: Sequence[object], ids: Sequence[int] | None = None) -> None:
+        self.results: list[object] = list(results)
+        self.failures: dict[int, BaseException] = {
+            n: r for n, r in enumerate(self.results) if isinstance(r, BaseException)
+        }
+        self.ids: list[int] = list(ids) if ids is not None else []
+        super().__init__(self._describe())
+
+    def _describe(self) -> str:
+        failures = self.failures
+        text = f"{len(failures)} of {len(self.results)} commands failed"
+        if failures:
+            first = min(failures)
+            error = failures[first]
+            text += f"; the first, #{first}: {type(error).__name__}: {error}"
+        return text
+
+    def __str__(self) -> str:
+        return self._describe()
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.results, self.ids))
+
+
+class BatchLostError(BatchError, ReplyLostError):
+    """The connection failed or timed out in the middle of a batch.
+
+    Like every lost reply it is a :class:`ConnectionError` (a
+    :class:`ReplyLostError`), and the connection is given up as for a single
+    call: the next call connects again. ``__cause__`` is the failure itself
+    (a :class:`TimeoutError`, a reset, ``ConnectionClosedError`` …).
+
+    Attributes:
+        results: the results (or failure replies) of the commands answered;
+            for each command sent and not answered a :class:`ReplyLostError`
+            (it **may have run**); for each command never sent a plain
+            :class:`ConnectionError` saying so (it did not run: it may be
+            sent again).
+        failures: every entry of ``results`` that is an exception.
+        ids: the ids of the puts that were answered with one.
+        unsent: the indices of the commands never sent.
+    """
+
+    def __init__(
+        self,
+        results: Sequence[object],
+        ids: Sequence[int] | None = None,
+        unsent: Sequence[int] = (),
+    ) -> None:
+        self.unsent: list[int] = list(unsent)
+        super().__init__(results, ids)
+
+    def _describe(self) -> str:
+        results, failures = self.results, self.failures
+        unsent = set(self.unsent)
+        lost = {n for n, r in failures.items() if n not in unsent and isinstance(r, ReplyLostError)}
+        text = (
+            f"connection lost in the middle of a batch of {len(results)} commands: "
+            f"{len(results) - len(lost) - len(unsent)} answered, "
+            f"{len(lost)} sent and not answered (they may have run), {len(unsent)} not sent"
+        )
+        replies = [n for n in failures if n not in lost and n not in unsent]
+        if replies:
+            text += f"; {len(replies)} failed, the first, #{replies[0]}: "
+            text += f"{type(failures[replies[0]]).__name__}: {failures[replies[0]]}"
+        return text
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.results, self.ids, self.unsent))

@@ -83,10 +83,11 @@ import os
 import socket
 import sys
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, cast, overload
 
 import beanproto as bp
+from beanproto import _batch as batch
 from beanproto import _clientlib as lib
 from beanproto._async_api import AsyncAPI
 from beanproto._faults import describe, reply_lost, server_wait, set_keepalive, timed_out
@@ -109,37 +110,51 @@ _CHUNK = 1024 * 1024
 _INF = math.inf
 
 
-class _Slot:
-    """A call waiting for its reply."""
+#: The watchdog looks at a link at most ``io_timeout / _TICKS`` apart while
+#: calls wait: a call's reply is found late at most that long after it
+#: became due (never before).
+_TICKS = 8
 
-    __slots__ = ("command", "future")
+_NEED_DATA = bp.NEED_DATA
+_Put = bp.Put
+_RESERVING = lib.RESERVING
+_InvalidStateError = asyncio.InvalidStateError
 
-    def __init__(self, command: bp.Command, future: asyncio.Future[bp.Event]) -> None:
-        self.command = command
-        self.future = future
+
+def _never(timeout: float | None) -> bool:
+    """The idle check of a transport without a socket: nothing to look at."""
+    return False
 
 
-class _Link(asyncio.BufferedProtocol):
+class _Link(asyncio.Protocol):
     """One connection: the protocol the event loop drives, the core state
-    machine, and the calls waiting on it, oldest first.
+    machine, and the futures of the calls waiting on it, oldest first (their
+    commands are the core's ``pending_commands``, in the same order).
 
     ``io`` is the io_timeout (``None``: no bound). One watchdog timer per
-    link (``timer``) enforces it: armed when a call is queued on an idle
-    link, it looks at the oldest call when it fires and either gives the
-    link up or sets itself for that call's deadline. The deadline counts from
-    ``since``: when the oldest call became the oldest (its command was sent,
-    or the reply before it arrived) or bytes last came in or drained out.
-    While bytes wait in the transport's buffer, they are due ``io`` after
+    link (``timer``) enforces it, without a clock read per call: armed when
+    a call is queued on an idle link that has none, it then fires at most
+    ``io / _TICKS`` apart while calls wait, looks at the oldest call, and
+    either gives the link up or sets itself again (when it finds the link
+    idle it lets itself lapse). The oldest call's deadline counts from
+    ``since``, which belongs to the call ``head``: the call the clock was
+    last read for (when it armed the timer, or bytes came in or drained
+    out). An oldest call the watchdog has not seen before (another future
+    than ``head``) became the oldest since its last look: its deadline is
+    taken to start at this look, never early and at most a tick late. While
+    bytes wait in the transport's buffer, they are due ``io`` after
     ``since`` too, whatever the oldest call is.
     """
 
     def __init__(self, io: float | None) -> None:
         self.conn = bp.Connection()
-        self.slots: deque[_Slot] = deque()
+        self.slots: deque[asyncio.Future[bp.Event]] = deque()
         self.transport: asyncio.Transport | None = None
+        #: ``transport.write``, looked up once.
+        self.write: Callable[[Any], None] = _not_connected
         #: ``poll(0)``: whether the socket has bytes or an end of file the
         #: event loop has not read yet (see Client._after_idle).
-        self.poll: Probe | None = None
+        self.poll: Probe = _never
         self.error: BaseException | None = None
         self._writable: asyncio.Future[None] | None = None
         #: Set while a large ``put`` is written a chunk at a time: no other
@@ -148,10 +163,13 @@ class _Link(asyncio.BufferedProtocol):
         self.io = io
         self.loop = asyncio.get_running_loop()
         self.time = self.loop.time
-        #: When the deadline of the oldest call starts (see the class).
+        self.new_future = self.loop.create_future
+        #: When the deadline of the oldest call starts, and that call's
+        #: future (see the class).
         self.since = 0.0
-        #: Whether bytes of the oldest call's reply have arrived (then the
-        #: server is not waiting any more: ``reserve``'s own wait is over).
+        self.head: asyncio.Future[bp.Event] | None = None
+        #: Whether bytes of ``head``'s reply have arrived (then the server is
+        #: not waiting any more: ``reserve``'s own wait is over).
         self.started = False
         self.timer: asyncio.TimerHandle | None = None
         #: Since a large body began: bytes handed to the transport, and the
@@ -159,44 +177,43 @@ class _Link(asyncio.BufferedProtocol):
         self.handed = 0
         self.drained = 0
 
-    # -- asyncio.BufferedProtocol ------------------------------------------------
+    # -- asyncio.Protocol ----------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)
+        self.transport = transport  # type: ignore[assignment]
+        self.write = self.transport.write  # type: ignore[union-attr]
         sock = transport.get_extra_info("socket")
         if sock is not None:
             self.poll = readiness_probe(sock.fileno())
 
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return self.conn.get_buffer(sizehint)
-
-    def buffer_updated(self, nbytes: int) -> None:
+    def data_received(self, data: bytes) -> None:
+        # A plain Protocol rather than a BufferedProtocol: the loop makes one
+        # call here per read instead of get_buffer and buffer_updated, and the
+        # core parses a read that is exactly one reply straight from it.
         conn = self.conn
         try:
-            conn.buffer_updated(nbytes)
-            event = conn.next_event()
-            while event is not bp.NEED_DATA:
-                future = self.slots.popleft().future
-                if not future.done():
-                    future.set_result(event)
+            event = conn.next_event_with(data)
+            while event is not _NEED_DATA:
+                try:
+                    self.slots.popleft().set_result(event)
+                except _InvalidStateError:
+                    pass  # a cancelled call's reply: dropped
                 if not conn.buffered:
-                    break  # the usual case: one read, one reply
+                    return  # the usual case: one read, one reply
                 event = conn.next_event()
         except bp.Error as exc:
             self.fail(exc)
             return
-        if self.slots:  # progress for the watchdog (not when idle: the usual case)
-            self.since = self.time()
-            # NEED_DATA: bytes of the oldest call's reply are in (a break
-            # means the read ended exactly after a reply).
-            self.started = event is bp.NEED_DATA
+        if self.slots:  # part of the oldest call's reply: progress
+            self.progress()
+            self.started = True
 
     def eof_received(self) -> bool:
         try:
             self.conn.receive_data(b"")
             event = self.conn.next_event()
-            while event is not bp.NEED_DATA and self.slots:
-                future = self.slots.popleft().future
+            while event is not _NEED_DATA and self.slots:
+                future = self.slots.popleft()
                 if not future.done():
                     future.set_result(event)
                 event = self.conn.next_event()
@@ -214,7 +231,7 @@ class _Link(asyncio.BufferedProtocol):
             self._writable = self.loop.create_future()
 
     def resume_writing(self) -> None:
-        self.since = self.time()  # bytes went out: progress
+        self.progress()  # bytes went out
         if self._writable is not None:
             if not self._writable.done():
                 self._writable.set_result(None)
@@ -224,24 +241,47 @@ class _Link(asyncio.BufferedProtocol):
 
     def expect(self, command: bp.Command) -> asyncio.Future[bp.Event]:
         """Queue a call for the reply to ``command`` (just written)."""
-        future: asyncio.Future[bp.Event] = self.loop.create_future()
+        future = self.new_future()
         slots = self.slots
-        if not slots:
-            self.since = self.time()
-            self.started = False
-            if self.timer is None and self.io is not None:
-                self.timer = self.loop.call_at(self.since + self.io, self._watch)
-        slots.append(_Slot(command, future))
+        slots.append(future)
+        if len(slots) == 1 and self.timer is None and self.io is not None:
+            self.arm()
         return future
+
+    def arm(self) -> None:
+        """Start the watchdog for the call just queued on an idle link."""
+        io = self.io
+        assert io is not None
+        now = self.since = self.time()
+        self.head = self.slots[0]
+        self.started = False
+        self.timer = self.loop.call_at(now + io / _TICKS, self._watch)
+
+    def progress(self) -> None:
+        """Bytes moved: the oldest call's deadline starts again now."""
+        self.since = self.time()
+        head = self.slots[0] if self.slots else None
+        if head is not self.head:
+            self.head = head
+            self.started = False
 
     def _watch(self) -> None:
         self.timer = None
         io = self.io
-        if not self.slots or self.error is not None or io is None:
-            return  # idle: the next call queued sets the timer again
-        head = self.slots[0]
+        slots = self.slots
+        if not slots or self.error is not None or io is None:
+            self.head = None
+            return  # idle: the next call queued arms it again
         now = self.time()
-        unsent = cast(asyncio.Transport, self.transport).get_write_buffer_size()
+        head = slots[0]
+        if head is not self.head:
+            # The oldest call since the last look: due io from now at the
+            # earliest (it became the oldest after that look).
+            self.head = head
+            self.since = now
+            self.started = False
+        commands = self.conn.pending_commands
+        unsent = self.transport.get_write_buffer_size()  # type: ignore[union-attr]
         if unsent:
             # A large body going out: bytes leaving the transport's buffer are
             # progress (resume_writing comes only once per chunk). Small
@@ -251,7 +291,7 @@ class _Link(asyncio.BufferedProtocol):
             if drained > self.drained:
                 self.drained = drained
                 self.since = now
-        wait = 0.0 if self.started else server_wait(head.command)
+        wait = 0.0 if self.started else server_wait(commands[0])
         # wait None: a reserve waiting for a job, which may take for ever
         # (keepalive watches the peer meanwhile).
         deadline = _INF if wait is None else self.since + wait + io
@@ -262,27 +302,24 @@ class _Link(asyncio.BufferedProtocol):
                 # command is the one not all out (writes queue in order).
                 stalled = self.since + io
                 if now >= stalled:
-                    newest = self.slots[-1]
-                    verb = newest.command.verb.decode()
+                    newest = slots[-1]
+                    verb = commands[-1].verb.decode()
                     error = timed_out(f"sending {verb} to the server", io)
-                    if not newest.future.done():
-                        newest.future.set_exception(error)
+                    if not newest.done():
+                        newest.set_exception(error)
                     self.fail(error)  # the others: ReplyLostError
                     return
-                # Look at the buffer more often.
-                deadline = min(deadline, stalled, now + io / 4)
-            elif wait is None:
-                deadline = now + io  # look again later (once per io)
-            self.timer = self.loop.call_at(deadline, self._watch)
+                deadline = min(deadline, stalled)
+            self.timer = self.loop.call_at(min(deadline, now + io / _TICKS), self._watch)
             return
         assert wait is not None
-        verb = head.command.verb.decode()
+        verb = commands[0].verb.decode()
         if self._writable is not None:  # the server stopped taking our bytes
             error = timed_out("writing to the server", wait + io)
         else:
             error = timed_out(f"the reply to {verb}", wait + io)
-        if not head.future.done():
-            head.future.set_exception(error)
+        if not head.done():
+            head.set_exception(error)
         self.fail(error)
 
     # -- the client's side -----------------------------------------------------
@@ -303,23 +340,24 @@ class _Link(asyncio.BufferedProtocol):
         if self.error is not None:
             return
         self.error = error
+        self.head = None
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
         slots = self.slots
         if slots:
             why = f"{type(error).__name__}: {error}"
-            for n, slot in enumerate(slots):
-                if not slot.future.done():
+            for n, future in enumerate(slots):
+                if not future.done():
                     if n == 0 and isinstance(error, bp.Error):
                         # The oldest call's reply is the one that broke or was
                         # cut off (ConnectionClosedError is a ReplyLostError).
-                        slot.future.set_exception(error)
+                        future.set_exception(error)
                     else:
                         # Every command here went out: it may have run.
                         lost = reply_lost(why)
                         lost.__cause__ = error
-                        slot.future.set_exception(lost)
+                        future.set_exception(lost)
             slots.clear()
         if self._writable is not None and not self._writable.done():
             self._writable.set_result(None)
@@ -327,8 +365,11 @@ class _Link(asyncio.BufferedProtocol):
             self.writing.set_result(None)
         if self.transport is not None:
             self.transport.abort()
-        if self.poll is not None:
-            close_probe(self.poll)
+        close_probe(self.poll)
+
+
+def _not_connected(data: Any) -> None:  # pragma: no cover (connection_made comes first)
+    raise lib.connection_lost("not connected")
 
 
 def _cancelling() -> int:
@@ -489,48 +530,144 @@ class Client(Reconnecting[_Link], AsyncAPI[TBody]):
 
     @staticmethod
     def _send(link: _Link, command: bp.Command) -> asyncio.Future[bp.Event]:
-        transport = cast(asyncio.Transport, link.transport)
         conn = link.conn
-        if type(command) is bp.Put and len(command.body) >= _PARTS_BODY:
+        if type(command) is _Put and len(command.body) >= _PARTS_BODY:
             for part in conn.send_parts(command):
-                transport.write(part)  # each write tries the socket first: no join
+                link.write(part)  # each write tries the socket first: no join
         else:
-            transport.write(conn.send(command))
-        # link.expect(command), inlined: this is every call's path.
-        future: asyncio.Future[bp.Event] = link.loop.create_future()
+            link.write(conn.send(command))
+        return link.expect(command)
+
+    def _request(self, command: bp.Command) -> Awaitable[bp.Event]:  # type: ignore[override]
+        # Not a coroutine: on the usual path the caller awaits the call's
+        # future itself, one coroutine fewer to create and resume per call.
+        # A cancelled call's future is cancelled with it, and its reply is
+        # dropped when it comes (data_received). Every other case (no link
+        # yet, a lost one, an idle check that found something, a large body,
+        # a transport that is full, a reserve, whose cancellation costs the
+        # connection) goes through the coroutine _request_slowly.
+        link = self._link
+        kind = type(command)
+        if (
+            link is None
+            or link.error is not None
+            or link.writing is not None
+            or link._writable is not None
+            or (kind is _Put and len(command.body) >= _PARTS_BODY)  # type: ignore[attr-defined]
+            or (not link.slots and link.poll(0))
+        ):
+            return self._request_slowly(command)
+        # Client._send(link, command) and link.expect(), inlined: this is
+        # every call's path.
+        link.write(link.conn.send(command))
+        future = link.new_future()
         slots = link.slots
-        if not slots:
-            since = link.since = link.time()
-            link.started = False
-            if link.timer is None and link.io is not None:
-                link.timer = link.loop.call_at(since + link.io, link._watch)
-        slots.append(_Slot(command, future))
+        slots.append(future)
+        if len(slots) == 1 and link.timer is None and link.io is not None:
+            link.arm()
+        if kind in _RESERVING:
+            return _reserving(link, command, future)
         return future
 
-    async def _request(self, command: bp.Command) -> bp.Event:
+    async def _request_slowly(self, command: bp.Command) -> bp.Event:
         if self._closed:
             raise lib.connection_lost("the client is closed")
         link = self._link
         if link is None or link.error is not None:
             link = await self._current_link()
-        if not link.slots and link.poll is not None and link.poll(0):
+        if not link.slots and link.poll(0):
             link = await self._after_idle(link)
         while link.writing is not None or link._writable is not None:  # rare
             await link.writable()
             if link.error is not None:
                 link = await self._current_link()
-        if type(command) is bp.Put and len(command.body) > _CHUNK:
+        if type(command) is _Put and len(command.body) > _CHUNK:
             future = await self._send_large(link, command)
         else:
             future = self._send(link, command)
+        return await _reserving(link, command, future)
+
+    async def _request_many(self, commands: list[bp.Command]) -> list[bp.Event]:
+        """Send a batch and read its replies (``put_many``, pipelines).
+
+        The core's plan (``beanproto._batch.Plan``) says what to write next
+        and when to read first: each planned write is one
+        ``transport.write`` (a put with a large body goes out as in
+        :meth:`_request`, a chunk at a time past :data:`_CHUNK`) followed by
+        one future per command (:meth:`_Link.expect`: the link's slots and
+        its watchdog, as for single calls), so replies reach their owners
+        whatever other tasks send between a batch's writes. Once part of
+        the batch went out a failure raises ``beanproto._batch.Interrupted``
+        (what was answered, what was lost); before that, what a single call
+        raises. Cancelled, it leaves the client as a cancelled call does:
+        replies still owed are dropped as they come, commands not yet sent
+        are never sent, and a reserve among those sent costs the connection.
+        """
+        if self._closed:
+            raise lib.connection_lost("the client is closed")
+        futures: list[asyncio.Future[bp.Event]] = []  # one per command sent
+        events: list[bp.Event] = []
+        link: _Link | None = None
+        plan: batch.Plan | None = None
         try:
-            return await future
-        except asyncio.CancelledError:
-            done = future.done() and not future.cancelled() and future.exception() is None
-            event = future.result() if done else None
-            if lib.abandon_needs_reset(command, event):
-                link.fail(lib.connection_lost("a reserve was cancelled"))
-            raise
+            while True:
+                if plan is None:
+                    # Nothing sent yet: find the link as _request does.
+                    link = self._link
+                    if link is None or link.error is not None:
+                        link = await self._current_link()
+                    if not link.slots and link.poll is not None and link.poll(0):
+                        link = await self._after_idle(link)
+                    plan = batch.Plan(link.conn, commands)
+                assert link is not None  # (set with the plan)
+                if plan.ready:
+                    if link.writing is not None or link._writable is not None:
+                        await link.writable()  # another call's large body, a full transport
+                    if link.error is not None:
+                        if not futures:
+                            plan = None  # nothing sent: take the next connection
+                            continue
+                        raise lib.connection_lost(f"{type(link.error).__name__}: {link.error}")
+                    if link.writing is not None or link._writable is not None:
+                        continue
+                    write = plan.next_write()
+                    assert write is not None
+                    large = write.large
+                    if large is None:
+                        cast(asyncio.Transport, link.transport).write(write.data)
+                        expect = link.expect
+                        futures.extend([expect(c) for c in commands[write.start : write.stop]])
+                    elif len(large.body) > _CHUNK:
+                        futures.append(await self._send_large(link, large))
+                    else:
+                        futures.append(self._send(link, large))
+                    continue
+                if plan.done:
+                    return events
+                events.append(await futures[plan.answered])
+                plan.replied()
+        except BaseException as exc:
+            if link is None or not futures:
+                raise  # nothing of the batch went out: as a single call
+            if not isinstance(exc, Exception):  # cancelled, interrupted
+                _abandon_batch(link, commands, futures)
+                raise
+            if link.error is None:
+                link.fail(exc)
+            cause = link.error if link.error is not None else exc
+            why = f"{type(cause).__name__}: {cause}"
+            lost: list[BaseException] = []
+            for future in futures[len(events) :]:
+                if not future.done() or future.cancelled():
+                    future.cancel()
+                    lost.append(reply_lost(why))
+                elif future.exception() is not None:  # (retrieved: nothing is logged)
+                    lost.append(cast(BaseException, future.exception()))
+                elif not lost:
+                    events.append(future.result())  # answered before the failure
+                else:  # pragma: no cover (replies come in order)
+                    lost.append(reply_lost(why))
+            raise batch.Interrupted(events, lost, cause) from exc
 
     async def _after_idle(self, link: _Link) -> _Link:
         """The link to send on when bytes, or an end of file, wait unread on
@@ -570,7 +707,7 @@ class Client(Reconnecting[_Link], AsyncAPI[TBody]):
             else:
                 link.handed += len(tail)
                 transport.write(tail)
-                link.since = link.time()  # all sent: the reply is due from now
+                link.progress()  # all sent: the reply is due from now
         except BaseException:
             # Part of the command is on the wire: the stream is lost.
             future.cancel()  # nobody will wait for it
@@ -595,3 +732,39 @@ async def _end(task: asyncio.Task[_Link]) -> None:
     if not task.cancelled():
         if task.exception() is None:
             task.result().fail(lib.connection_lost("the connecting call was cancelled"))
+
+
+def _abandon_batch(
+    link: _Link, commands: list[bp.Command], futures: list[asyncio.Future[bp.Event]]
+) -> None:
+    """A batch cancelled after part of it went out: as for a cancelled call,
+    its replies still owed are dropped as they come (their futures are
+    cancelled), unless a reserve among its commands may hold a job for
+    nobody (or still waits on the server): then the connection is closed."""
+    reset = False
+    for command, future in zip(commands, futures, strict=False):
+        event = None
+        if future.done() and not future.cancelled() and future.exception() is None:
+            event = future.result()
+        if lib.abandon_needs_reset(command, event):
+            reset = True
+        if not future.done():
+            future.cancel()
+    if reset:
+        link.fail(lib.connection_lost("a batch with a reserve was cancelled"))
+
+
+async def _reserving(
+    link: _Link, command: bp.Command, future: asyncio.Future[bp.Event]
+) -> bp.Event:
+    """Wait for ``future``, the reply to ``command`` on ``link``; cancelled,
+    give the link up if the command was a reserve (its job would be held for
+    nobody, or the server would go on waiting)."""
+    try:
+        return await future
+    except asyncio.CancelledError:
+        done = future.done() and not future.cancelled() and future.exception() is None
+        event = future.result() if done else None
+        if lib.abandon_needs_reset(command, event):
+            link.fail(lib.connection_lost("a reserve was cancelled"))
+        raise

@@ -61,6 +61,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Union, overload
 
 import beanproto as bp
+from beanproto import _batch as batch
 from beanproto import _clientlib as lib
 from beanproto import _faults as faults
 from beanproto._job import TBody
@@ -80,6 +81,9 @@ ConnectionTarget = Union[Address, socket.socket]  # noqa: UP007 (runtime alias, 
 #: Bodies at least this large are written with ``sendmsg`` from the caller's
 #: own buffer instead of being joined to the command line first.
 _VECTORED_BODY = 32 * 1024
+
+#: What the first read of a reply asks for.
+_READ_SIZE = 65536
 
 
 def _connect(address: ConnectionTarget, timeouts: faults.Timeouts) -> tuple[socket.socket, Any]:
@@ -364,30 +368,29 @@ class Client(SyncAPI[TBody]):
         # (Ctrl-C) between the two would leave the lock held for ever.
         with self._lock:
             link = self._link
-            if self._unusable is not None:
-                if link is not None:
-                    # close() found the lock taken and only shut it down.
-                    self._link = None
-                    link.close()
-                raise lib.connection_lost(self._unusable)
-            if link is None or link.conn.buffered or link.poll(0):
+            # (Bytes read ahead of a reply and left over are the core's to
+            # refuse: Connection.send raises RemoteProtocolError.)
+            if link is None or self._unusable is not None or link.poll(0):
                 # Nothing has been sent yet: whatever fails here, the command
                 # provably did not reach the server.
-                link = self._fresh_link(link)
+                link = self._usable_link(link)
+            conn = link.conn
+            sock = link.sock
             try:
-                if (
-                    type(command) is bp.Put
-                    and link.vectored
-                    and len(command.body) >= _VECTORED_BODY
-                ):
-                    _sendmsg_all(link.sock, link.conn.send_parts(command))
+                if type(command) is not _Put or len(command.body) < _VECTORED_BODY:
+                    sock.sendall(conn.send(command))
+                elif link.vectored:
+                    _sendmsg_all(sock, conn.send_parts(command))
                 else:
-                    link.sock.sendall(link.conn.send(command))
+                    sock.sendall(conn.send(command))
                 try:
-                    event = self._read_event(link)
+                    # The usual reply: one read, one complete reply.
+                    event = conn.next_event_with(sock.recv(_READ_SIZE))
+                    if event is _NEED_DATA:
+                        event = self._read_event(link)
                 except OSError as exc:
                     # io_timeout expired? A reserve may rightly take longer.
-                    if type(command) not in _WAITING or not _expired(exc) or link.conn.mid_reply:
+                    if type(command) not in _WAITING or not _expired(exc) or conn.mid_reply:
                         raise  # late, or the reply began and then stalled
                     event = self._read_waiting(link, command)
             except BaseException as exc:
@@ -407,6 +410,90 @@ class Client(SyncAPI[TBody]):
             # either this or close() itself sees the other and closes it.
             link.close()
         return event
+
+    def _request_many(self, commands: list[bp.Command]) -> list[bp.Event]:
+        """Send a batch and read its replies (``put_many``, pipelines).
+
+        The core's plan (``beanproto._batch.Plan``) says what to write next
+        and when to read first; writes go out with ``sendall`` (a put with a
+        large body with ``sendmsg`` from the caller's buffer, as in
+        :meth:`_request`) and replies are read with :meth:`_read_event`, all
+        under the lock, so other threads' calls wait until the whole batch
+        is answered. A failure is handled as in :meth:`_request` (the link is
+        given up, errors mapped the same way); once part of the batch went
+        out it raises ``beanproto._batch.Interrupted`` with what was
+        answered, which the API turns into :class:`~beanproto.BatchLostError`.
+        """
+        if self._unusable is not None:
+            raise lib.connection_lost(self._unusable)
+        with self._lock:
+            link = self._link
+            if link is None or self._unusable is not None or link.conn.buffered or link.poll(0):
+                # Nothing has been sent yet (see _request).
+                link = self._usable_link(link)
+            conn = link.conn
+            sock = link.sock
+            plan = batch.Plan(conn, commands)
+            events: list[bp.Event] = []
+            append = events.append
+            read_event = self._read_event
+            try:
+                while True:
+                    write = plan.next_write()
+                    if write is not None:
+                        large = write.large
+                        if large is None:
+                            sock.sendall(write.data)
+                        elif link.vectored:
+                            _sendmsg_all(sock, conn.send_parts(large))
+                        else:
+                            sock.sendall(conn.send(large))
+                    elif plan.done:
+                        break
+                    else:
+                        try:
+                            append(read_event(link))
+                        except OSError as exc:
+                            # io_timeout expired in a reserve's own wait? (see _request)
+                            command = commands[plan.answered]
+                            if type(command) not in _WAITING or not _expired(exc) or conn.mid_reply:
+                                raise
+                            append(self._read_waiting(link, command))
+                        plan.replied()
+            except BaseException as exc:
+                self._drop(link, exc)  # the replies still owed: the connection is lost
+                if not isinstance(exc, Exception):
+                    raise  # Ctrl-C …
+                failure = self._failure(commands[min(plan.answered, len(commands) - 1)], exc)
+                owed = plan.sent - plan.answered
+                if plan.sent == 0:
+                    if failure is exc:
+                        raise
+                    raise failure from exc
+                lost: list[BaseException] = [failure] if owed else []
+                if owed > 1:
+                    why = f"{type(failure).__name__}: {failure}"
+                    lost.extend(faults.reply_lost(why) for _ in range(owed - 1))
+                # The failure itself: the reset, not the ReplyLostError made of it.
+                lost_only = type(failure) is bp.ReplyLostError and failure is not exc
+                cause = exc if lost_only else failure
+                raise batch.Interrupted(events, lost, cause) from exc
+        if self._unusable is not None:
+            link.close()  # close() came meanwhile (see _request)
+        return events
+
+    def _usable_link(self, link: _Link | None) -> _Link:
+        """The link a call may send on (the lock is held), when the quick
+        checks of :meth:`_request` found something to look at: the client
+        closed meanwhile, no link, or bytes (or an end of file) on one that
+        owes no reply."""
+        if self._unusable is not None:
+            if link is not None:
+                # close() found the lock taken and only shut it down.
+                self._link = None
+                link.close()
+            raise lib.connection_lost(self._unusable)
+        return self._fresh_link(link)
 
     def _failure(self, command: bp.Command, exc: BaseException) -> BaseException:
         """What a call whose command went out raises for ``exc``."""
@@ -576,6 +663,9 @@ class _Expired(Exception):
         super().__init__(seconds)
         self.seconds = seconds
 
+
+_Put = bp.Put
+_NEED_DATA = bp.NEED_DATA
 
 #: Commands the server may rightly keep waiting (see faults.server_wait).
 _WAITING = frozenset({bp.Reserve, bp.ReserveWithTimeout})

@@ -94,6 +94,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, overload
 import trio
 
 import beanproto as bp
+from beanproto import _batch as batch
 from beanproto import _clientlib as lib
 from beanproto._async_api import AsyncAPI
 from beanproto._faults import describe, reply_lost, server_wait, set_keepalive, timed_out
@@ -576,6 +577,154 @@ class Client(Reconnecting[_Link], AsyncAPI[TBody]):
         if slot.error is not None:
             raise slot.error
         return slot.event  # type: ignore[return-value]
+
+    async def _request_many(self, commands: list[bp.Command]) -> list[bp.Event]:
+        """Send a batch and read its replies (``put_many``, pipelines).
+
+        The core's plan (``beanproto._batch.Plan``) says what to write next
+        and when to read first. Each planned write takes the send lock for
+        itself (other tasks' commands may go out between a batch's writes)
+        and queues one slot per command, so replies reach their owners
+        through the same reading as single calls (:meth:`_read_one`, under
+        the receive lock), watched by the same watchdog. Once part of the
+        batch went out a failure raises ``beanproto._batch.Interrupted``
+        (what was answered, what was lost); before that, what a single call
+        raises. Cancelled, it leaves the client as a cancelled call does:
+        replies still owed are dropped as they come, commands not yet sent
+        are never sent, and a reserve among those sent costs the connection.
+        """
+        if self._closed:
+            raise lib.connection_lost("the client is closed")
+        recv_lock = self._recv_lock
+        mine: list[_Slot] = []  # the slots of the commands sent, in order
+        events: list[bp.Event] = []
+        link: _Link | None = None
+        plan: batch.Plan | None = None
+        try:
+            while True:
+                if plan is None or plan.ready:
+                    link, plan = await self._batch_write(link, plan, commands, mine)
+                    continue
+                if plan.done:
+                    return events
+                assert link is not None  # (set with the plan)
+                slot = mine[plan.answered]
+                while slot.event is None and slot.error is None:
+                    try:
+                        recv_lock.acquire_nowait()
+                    except trio.WouldBlock:
+                        await recv_lock.acquire()
+                    try:
+                        if slot.event is None and slot.error is None:
+                            await self._read_one(link, slot)
+                    finally:
+                        recv_lock.release()
+                if slot.error is not None:
+                    raise slot.error
+                events.append(slot.event)  # type: ignore[arg-type]
+                plan.replied()
+        except BaseException as exc:
+            if link is None or not mine:
+                raise  # nothing of the batch went out: as a single call
+            if not isinstance(exc, Exception):  # cancelled, interrupted
+                self._abandon_batch(link, mine)
+                raise
+            if link.error is None:
+                link.give_up(exc)
+            n = len(events)
+            while n < len(mine) and mine[n].event is not None:  # read by another task
+                events.append(mine[n].event)  # type: ignore[arg-type]
+                n += 1
+            cause = link.error if link.error is not None else exc
+            why = f"{type(cause).__name__}: {cause}"
+            lost = [slot.error or reply_lost(why) for slot in mine[n:]]
+            raise batch.Interrupted(events, lost, cause) from exc
+
+    async def _batch_write(
+        self,
+        link: _Link | None,
+        plan: batch.Plan | None,
+        commands: list[bp.Command],
+        mine: list[_Slot],
+    ) -> tuple[_Link, batch.Plan]:
+        """Write the next planned part of a batch (its first: ``plan`` is
+        ``None``, and the link is found as :meth:`_request` finds it) under
+        the send lock; its slots join ``mine``."""
+        send_lock = self._send_lock
+        reconnected = False
+        while True:
+            if plan is None:
+                link = self._link
+                if link is None or link.error is not None:
+                    link = await self._current_link()
+            assert link is not None
+            try:
+                send_lock.acquire_nowait()
+            except trio.WouldBlock:
+                await send_lock.acquire()
+            try:
+                if link.error is not None:
+                    if plan is None:
+                        continue  # lost while we waited: take the next connection
+                    raise lib.connection_lost(f"{type(link.error).__name__}: {link.error}")
+                conn = link.conn
+                if plan is None and not link.slots and (conn.buffered or link.poll(0)):
+                    if not await self._read_idle(link):
+                        if reconnected:
+                            raise lib.connection_lost(
+                                "the server closed a new connection before the batch was sent"
+                            )
+                        reconnected = True
+                        continue  # closed by the server while idle: connect again
+                await trio.lowlevel.checkpoint_if_cancelled()
+                if plan is None:
+                    plan = batch.Plan(conn, commands)
+                write = plan.next_write()
+                assert write is not None
+                new = [_Slot(command) for command in commands[write.start : write.stop]]
+                data: Any = write.data if write.large is None else conn.send_parts(write.large)
+                if not link.slots:
+                    link.started = False
+                    link.moved()  # the oldest call now: its reply is due from here
+                link.slots.extend(new)
+                mine.extend(new)
+                try:
+                    await _send_all(link, data)
+                except _NothingSent as unsent:
+                    del mine[len(mine) - len(new) :]  # not a byte of them left
+                    error = unsent.error
+                    if link.error is None:
+                        if isinstance(error, trio.Cancelled):
+                            for slot in reversed(new):
+                                _withdraw(link, slot)  # the connection stays as it was
+                            raise error from None
+                        link.give_up(error)
+                    if isinstance(error, OSError | trio.ClosedResourceError):
+                        raise lib.connection_lost(f"{type(error).__name__}: {error}") from error
+                    raise error from None
+                except BaseException as exc:
+                    # Part of the write is on the wire: the stream is lost,
+                    # and any of its commands may have run.
+                    if link.error is None:
+                        link.give_up(exc)
+                    raise
+                return link, plan
+            finally:
+                send_lock.release()
+
+    def _abandon_batch(self, link: _Link, mine: list[_Slot]) -> None:
+        """A batch cancelled (or interrupted) after part of it went out: as
+        for a cancelled call, its replies still owed are dropped as they
+        come, unless a reserve among its commands may hold a job for nobody
+        (or still waits on the server): then the connection is closed."""
+        if any(lib.abandon_needs_reset(slot.command, slot.event) for slot in mine):
+            link.give_up(lib.connection_lost("a batch with a reserve was cancelled"))
+            return
+        for slot in mine:
+            if slot.event is None and slot.error is None:
+                slot.orphan = True  # its reply is dropped when it comes
+        if not self._recv_lock.locked():
+            _drop_orphans(link)  # they may have come already
 
     async def _read_idle(self, link: _Link) -> bool:
         """Read what arrived on ``link`` while it owed no reply (the send lock
