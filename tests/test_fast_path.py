@@ -157,3 +157,12 @@ def test_a_reply_cut_after_its_line_waits_for_its_body() -> None:
     assert conn.mid_reply
     assert conn.next_event_with(b"c\r\n") == bp.Reserved(id=7, body=b"abc")
     assert conn.pending == 0
+
+
+def test_a_broken_yaml_body_fails_the_connection_on_both_paths() -> None:
+    # Found by the differential test: the fast path once returned the parse
+    # error without putting the connection in the ERROR state.
+    body = b',--\nname: "0"\ncurrent-jobs-ready: 0\n'
+    pieces = [b"OK %d\r\n%b\r\n" % (len(body), body)]
+    outcome = _check([bp.StatsTube(tube="0")], pieces)
+    assert outcome[-1][0] is bp.State.ERROR

@@ -449,8 +449,13 @@ class Connection:
                             and result.size <= self.max_body_size
                             and data.endswith(b"\r\n")
                         ):
-                            pending.popleft()
-                            return result.finish(result.arg, data[i + 2 : end])
+                            try:
+                                event = result.finish(result.arg, data[i + 2 : end])
+                            except RemoteProtocolError:
+                                pass  # a broken YAML body: the general path fails
+                            else:
+                                pending.popleft()
+                                return event
         self.receive_data(data)
         return self.next_event()
 
