@@ -172,6 +172,17 @@ def test_many_small_puts_go_out_in_few_writes() -> None:
     assert writes[0].stop == batch.MAX_UNREAD
 
 
+def test_over_tcp_only_the_byte_budget_limits_the_window() -> None:
+    assert batch.unread_limit(tcp=True) is None
+    assert batch.unread_limit(tcp=False) == batch.MAX_UNREAD
+    commands = [bp.Put(body=b"x" * 100) for _ in range(2000)]
+    writes = run_plan(commands, max_unread=10**9)  # (run_plan's own checks need a number)
+    plan = batch.Plan(bp.Connection(), commands, max_unread=None)
+    first = plan.next_write()
+    assert first is not None and first.stop == batch.REPLY_BUDGET // batch.LINE_REPLY
+    assert writes[0].stop == first.stop
+
+
 def test_large_bodies_are_writes_of_their_own_never_joined() -> None:
     big = b"B" * batch.LARGE_BODY
     commands: list[bp.Command] = [

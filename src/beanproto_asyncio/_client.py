@@ -109,6 +109,10 @@ _CHUNK = 1024 * 1024
 
 _INF = math.inf
 
+#: Socket families that are TCP: a batch's plan needs no reply count limit
+#: there (``beanproto._batch.MAX_UNREAD``).
+_TCP = (socket.AF_INET, socket.AF_INET6)
+
 
 #: The watchdog looks at a link at most ``io_timeout / _TICKS`` apart while
 #: calls wait: a call's reply is found late at most that long after it
@@ -618,7 +622,9 @@ class Client(Reconnecting[_Link], AsyncAPI[TBody]):
                         link = await self._current_link()
                     if not link.slots and link.poll is not None and link.poll(0):
                         link = await self._after_idle(link)
-                    plan = batch.Plan(link.conn, commands)
+                    sock = cast(asyncio.Transport, link.transport).get_extra_info("socket")
+                    tcp = sock is not None and sock.family in _TCP
+                    plan = batch.Plan(link.conn, commands, max_unread=batch.unread_limit(tcp))
                 assert link is not None  # (set with the plan)
                 if plan.ready:
                     if link.writing is not None or link._writable is not None:

@@ -433,7 +433,8 @@ class Client(SyncAPI[TBody]):
                 link = self._usable_link(link)
             conn = link.conn
             sock = link.sock
-            plan = batch.Plan(conn, commands)
+            tcp = sock.family in _TCP
+            plan = batch.Plan(conn, commands, max_unread=batch.unread_limit(tcp))
             events: list[bp.Event] = []
             append = events.append
             read_event = self._read_event
@@ -666,6 +667,10 @@ class _Expired(Exception):
 
 _Put = bp.Put
 _NEED_DATA = bp.NEED_DATA
+
+#: Socket families that are TCP: a batch's plan needs no reply count limit
+#: there (``beanproto._batch.MAX_UNREAD``).
+_TCP = (socket.AF_INET, socket.AF_INET6)
 
 #: Commands the server may rightly keep waiting (see faults.server_wait).
 _WAITING = frozenset({bp.Reserve, bp.ReserveWithTimeout})

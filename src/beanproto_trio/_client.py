@@ -113,6 +113,10 @@ _VECTORED_BODY = 32 * 1024
 
 _INF = math.inf
 
+#: Socket families that are TCP: a batch's plan needs no reply count limit
+#: there (``beanproto._batch.MAX_UNREAD``).
+_TCP = (stdlib_socket.AF_INET, stdlib_socket.AF_INET6)
+
 
 class _Slot:
     """A call waiting for its reply."""
@@ -678,7 +682,8 @@ class Client(Reconnecting[_Link], AsyncAPI[TBody]):
                         continue  # closed by the server while idle: connect again
                 await trio.lowlevel.checkpoint_if_cancelled()
                 if plan is None:
-                    plan = batch.Plan(conn, commands)
+                    tcp = link.sock.family in _TCP
+                    plan = batch.Plan(conn, commands, max_unread=batch.unread_limit(tcp))
                 write = plan.next_write()
                 assert write is not None
                 new = [_Slot(command) for command in commands[write.start : write.stop]]
