@@ -199,7 +199,12 @@ class SyncAPI(Generic[TBody]):
         enough that the server never stalls: any count, any body sizes).
 
         Every body is encoded and every argument checked before a byte is
-        sent: a bad one raises and nothing is sent.
+        sent: a bad one raises and nothing is sent. The blocking client
+        holds its lock for the whole batch (other threads' calls wait); on
+        the async clients other tasks' commands may go out between its
+        writes. Cancelled (async clients), like a cancelled ``put``, it may
+        have inserted any first part of the jobs (their ids are lost with
+        the call); the rest are never sent.
 
         Raises:
             ArgumentError, ArgumentTypeError: a bad argument (nothing is sent).
