@@ -309,8 +309,8 @@ def report(
     yield ""
     yield "beanproto against its peer (ratio = beanproto / peer; the target is an upper bound)"
     yield (
-        f"{'operation':20} {'client':11} {'peer':11} {'peer':>8} {'beanproto':>10} "
-        f"{'ratio':>7} {'target':>8} {'result':7} | {'reference':11} {'ref':>8} {'bp/ref':>7}"
+        f"{'operation':20} {'client':11} {'peer':11} {'peer/op':>8} {'client/op':>10} "
+        f"{'ratio':>7} {'target':>8} {'result':7} | {'reference':11} {'ref/op':>8} {'bp/ref':>7}"
     )
     met = total = 0
     for row in table:
