@@ -12,9 +12,10 @@ A cancelled call never leaves a stale reply behind (see the module
 ``beanproto_asyncio._client`` for exactly what cancellation does).
 """
 
+from beanproto._async_api import Pipeline
 from beanproto._public import *  # noqa: F403
 from beanproto._public import __all__ as _common
 
 from ._client import Client
 
-__all__ = ["Client", *_common]
+__all__ = ["Client", "Pipeline", *_common]

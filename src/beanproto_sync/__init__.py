@@ -12,8 +12,9 @@ you which job it belongs to (:class:`JobDecodeError`).
 from beanproto._public import *  # noqa: F403 (greenstalk's names, shared by every client)
 from beanproto._public import __all__ as _common
 
+from ._api import Pipeline
 from ._client import Address, Client, ConnectionTarget
 
 __version__ = "0.1.0"
 
-__all__ = ["Client", "Address", "ConnectionTarget", *_common]
+__all__ = ["Client", "Address", "ConnectionTarget", "Pipeline", *_common]

@@ -23,9 +23,10 @@ except ModuleNotFoundError as exc:  # trio is an optional extra
         name="trio",
     ) from exc
 
+from beanproto._async_api import Pipeline
 from beanproto._public import *  # noqa: F403
 from beanproto._public import __all__ as _common
 
 from ._client import Client
 
-__all__ = ["Client", *_common]
+__all__ = ["Client", "Pipeline", *_common]
