@@ -461,6 +461,14 @@ class Client(SyncAPI[TBody]):
                                 raise
                             append(self._read_waiting(link, command))
                         plan.replied()
+                        # The replies that came in the same read, without a
+                        # call of _read_event (and a next_write) for each.
+                        while conn.buffered and plan.answered < plan.sent:
+                            event = conn.next_event()
+                            if event is _NEED_DATA:
+                                break
+                            append(event)
+                            plan.replied()
             except BaseException as exc:
                 self._drop(link, exc)  # the replies still owed: the connection is lost
                 if not isinstance(exc, Exception):
