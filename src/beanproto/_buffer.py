@@ -52,7 +52,9 @@ class ReceiveBuffer:
         if used + nbytes <= len(data) and used <= len(data) // 2:
             data[0:used] = data[start:end]
         else:
-            bigger = bytearray(max(2 * len(data), used + nbytes))
+            # READ_SIZE to spare: a body read into place after its reply line
+            # then fits again next time, line included, without a move.
+            bigger = bytearray(max(2 * len(data), used + nbytes + READ_SIZE))
             bigger[0:used] = self._view[start:end]
             self._data = bigger
             self._view = memoryview(bigger)
