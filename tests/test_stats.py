@@ -464,6 +464,23 @@ def test_a_learnt_shape_still_checks_values() -> None:
     assert quoted["hostname"] == 'v"m'
 
 
+def test_a_learnt_shape_still_reads_negative_and_quoted_values() -> None:
+    # The fast path takes no sign (server counters have none) and no escape;
+    # such a reply of a learnt layout is still read, by the line parser.
+    good = b"---\npid: 5\nhostname: vm\n"
+    for _ in range(2):
+        assert ok_data(bp.Stats(), good) == {"pid": 5, "hostname": "vm"}
+    plan = _stats._STATS.plan
+    assert plan is not None
+    negative = ok_data(bp.Stats(), good.replace(b"5", b"-5"))
+    assert isinstance(negative, dict)
+    assert_same_types(negative, {"pid": -5, "hostname": "vm"})
+    escaped = ok_data(bp.Stats(), good.replace(b"vm", b'"a\\\\b"'))
+    assert escaped == {"pid": 5, "hostname": "a\\b"}
+    assert _stats._STATS.plan is plan  # neither reply could be learnt
+    assert plan.parse(good) == {"pid": 5, "hostname": "vm"}
+
+
 @pytest.mark.parametrize(
     "document",
     [b"---\n\xff: 1\n", b"---\npid: 1\nk\xc3\xa9y: 2\n", b"---\n\x80\x81: \xfe\n"],
