@@ -202,7 +202,7 @@ class _Link(asyncio.Protocol):
                     self.slots.popleft().set_result(event)
                 except _InvalidStateError:
                     pass  # a cancelled call's reply: dropped
-                if not conn.buffered:
+                if not conn._buffer._end:  # conn.buffered, without a property call
                     return  # the usual case: one read, one reply
                 event = conn.next_event()
         except bp.Error as exc:

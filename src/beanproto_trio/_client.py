@@ -113,6 +113,12 @@ _VECTORED_BODY = 32 * 1024
 
 _INF = math.inf
 
+_NEED_DATA = bp.NEED_DATA
+_Put = bp.Put
+
+#: What a read asks for (the core's own read size).
+_READ_SIZE = 65536
+
 #: Socket families that are TCP: a batch's plan needs no reply count limit
 #: there (``beanproto._batch.MAX_UNREAD``).
 _TCP = (stdlib_socket.AF_INET, stdlib_socket.AF_INET6)
@@ -135,6 +141,12 @@ class _Link:
     """One connection: its socket, its core state machine and the calls
     waiting on it, oldest first.
 
+    Bytes move through ``raw``, the standard socket under ``sock``
+    (non-blocking): a write or read that can be done at once is one system
+    call, and only a socket that is full (or has nothing yet) waits, with
+    ``trio.lowlevel.wait_writable`` / ``wait_readable``. For a socket passed
+    in, ``raw`` is a duplicate of its descriptor (closed with it).
+
     With an ``io`` bound, a watchdog task (:func:`_watchdog`) keeps it: the
     oldest call's reply is due ``io`` seconds (plus the server's own wait, for
     a reserve) after ``since``, the moment that call became the oldest (its
@@ -155,6 +167,7 @@ class _Link:
         "error",
         "io",
         "poll",
+        "raw",
         "sending",
         "since",
         "slots",
@@ -163,14 +176,15 @@ class _Link:
         "wake",
     )
 
-    def __init__(self, sock: trio.socket.SocketType) -> None:
+    def __init__(self, sock: trio.socket.SocketType, raw: stdlib_socket.socket) -> None:
         self.sock = sock
+        self.raw = raw
         self.conn = bp.Connection()
         self.slots: deque[_Slot] = deque()
         self.error: BaseException | None = None
         #: ``poll(0)``: whether the socket is readable (data or end of file),
         #: without blocking or yielding; one cheap system call.
-        self.poll: Probe = readiness_probe(sock.fileno())
+        self.poll: Probe = readiness_probe(raw.fileno())
         #: The io_timeout the watchdog keeps (``None``: no watchdog).
         self.io: float | None = None
         self.clock: Callable[[], float] = trio.lowlevel.current_clock().current_time
@@ -232,8 +246,58 @@ class _Link:
             slots.clear()
         if self.alarm is not None:
             self.alarm.cancel()
+        # Wake a task waiting on the socket (it raises ClosedResourceError),
+        # then close: ``raw`` (ours, or the duplicate of a socket passed in),
+        # then the trio socket.
+        trio.lowlevel.notify_closing(self.raw)
+        self.raw.close()
         self.sock.close()
         close_probe(self.poll)
+
+
+class _Gate:
+    """A lock for tasks of one trio run (the send and the receive side of a
+    client), with the interface of :class:`trio.Lock` that the client uses.
+
+    Uncontended, taking and releasing it is setting ``held``: no task
+    bookkeeping (a ``trio.Lock`` registers its owner, which costs more than
+    the write or read it guards). Contended, tasks park in order and each
+    release hands the gate straight to the first of them.
+    """
+
+    __slots__ = ("held", "lot", "waiting")
+
+    def __init__(self) -> None:
+        self.held = False
+        #: How many tasks are parked (or woken, and not yet running) in ``lot``.
+        self.waiting = 0
+        self.lot = trio.lowlevel.ParkingLot()
+
+    def locked(self) -> bool:
+        return self.held
+
+    def acquire_nowait(self) -> None:
+        if self.held:
+            raise trio.WouldBlock
+        self.held = True
+
+    async def acquire(self) -> None:
+        if not self.held:
+            await trio.lowlevel.checkpoint()
+            if not self.held:
+                self.held = True
+                return
+        self.waiting += 1
+        try:
+            await self.lot.park()  # woken by release(): the gate is ours
+        finally:
+            self.waiting -= 1
+
+    def release(self) -> None:
+        # Hand over to the first task parked, if any (a task cancelled while
+        # parked has left the lot already, though it may still be counted).
+        if not (self.waiting and self.lot.unpark()):
+            self.held = False
 
 
 async def _watchdog(link: _Link) -> None:
@@ -413,8 +477,8 @@ class Client(Reconnecting[_Link], AsyncAPI[TBody]):
 
     def _open(self) -> None:
         self._init_links(trio.Lock())
-        self._send_lock = trio.Lock()
-        self._recv_lock = trio.Lock()
+        self._send_lock = _Gate()
+        self._recv_lock = _Gate()
         #: The scope connecting runs in: its deadline is connect_timeout,
         #: and close() cancels it.
         self._connect_scope: trio.CancelScope | None = None
@@ -457,12 +521,23 @@ class Client(Reconnecting[_Link], AsyncAPI[TBody]):
         timeouts = self._timeouts
         if isinstance(address, trio.socket.SocketType):
             sock = address
+            # Our own descriptor for the same socket, so that bytes move by
+            # plain calls on a standard socket (see _Link); it is closed with
+            # the link, and the socket passed in with it, as before.
+            raw = stdlib_socket.socket(fileno=os.dup(address.fileno()))
+            raw.setblocking(False)
         elif isinstance(address, (str, os.PathLike)):
-            sock = (await trio.open_unix_socket(os.fspath(address))).socket
+            raw = stdlib_socket.socket(stdlib_socket.AF_UNIX, stdlib_socket.SOCK_STREAM)
+            sock = trio.socket.from_stdlib_socket(raw)
+            try:
+                await sock.connect(os.fspath(address))
+            except BaseException:
+                sock.close()
+                raise
         else:
             host, port = address
-            sock = await _open_tcp(host, port, timeouts.keepalive)
-        link = self._connecting = _Link(sock)
+            sock, raw = await _open_tcp(host, port, timeouts.keepalive)
+        link = self._connecting = _Link(sock, raw)
         try:
             if timeouts.connect is None:
                 link.watch(timeouts.io)  # nothing else bounds the set-up
@@ -497,14 +572,92 @@ class Client(Reconnecting[_Link], AsyncAPI[TBody]):
         if self._closed:
             raise lib.connection_lost("the client is closed")
         slot = _Slot(command)
+        link = self._link
+        if (
+            link is None
+            or link.error is not None
+            or self._send_lock.held
+            or (type(command) is _Put and len(command.body) >= _VECTORED_BODY)
+            or (not link.slots and (link.conn._buffer._end or link.poll(0)))
+        ):
+            link = await self._send_slowly(slot)
+        else:
+            # The usual path, without the send lock: nothing yields between
+            # the checks above and the write, and a command the socket takes
+            # at once is out whole. Only a socket that is full needs the lock
+            # (the rest of the command then goes out under it).
+            # Raise a pending cancellation before the command is queued.
+            await trio.lowlevel.checkpoint_if_cancelled()
+            conn = link.conn
+            data = conn.send(command)
+            slots = link.slots
+            if not slots:
+                # The oldest call now: its reply is due from here
+                # (link.moved(), inlined: this is every call's path).
+                io = link.io
+                if io is not None:
+                    now = link.since = link.clock()
+                    link.started = False
+                    if now + io < link.wake:
+                        link.wake_at(now + io)
+            slots.append(slot)
+            try:
+                sent = link.raw.send(data)
+            except BlockingIOError:
+                sent = 0
+            except OSError as exc:
+                # Not a byte of this command left: nothing is lost.
+                link.give_up(exc)
+                raise lib.connection_lost(f"{type(exc).__name__}: {exc}") from exc
+            if sent != len(data):
+                await self._send_rest(link, slot, data, sent)
+        recv_lock = self._recv_lock
+        try:
+            while slot.event is None and slot.error is None:
+                if recv_lock.held:
+                    await recv_lock.acquire()
+                else:
+                    recv_lock.held = True
+                try:
+                    if slot.event is None and slot.error is None:
+                        await self._read_one(link, slot)
+                finally:
+                    recv_lock.release()
+        except BaseException:
+            if lib.abandon_needs_reset(command, slot.event):
+                link.give_up(lib.connection_lost("a reserve was cancelled"))
+            elif slot.event is None and slot.error is None:
+                slot.orphan = True  # its reply is dropped when it comes
+                if not recv_lock.held:
+                    _drop_orphans(link)  # it may have come already
+            raise
+        if slot.error is not None:
+            raise slot.error
+        return slot.event  # type: ignore[return-value]
+
+    async def _send_rest(self, link: _Link, slot: _Slot, data: bytes, sent: int) -> None:
+        """Write the rest of ``data`` (``sent`` bytes of it went out) under
+        the send lock, which nobody holds (so this takes it at once)."""
+        send_lock = self._send_lock
+        send_lock.acquire_nowait()
+        try:
+            await self._sending(link, slot, data, sent)
+        finally:
+            send_lock.release()
+
+    async def _send_slowly(self, slot: _Slot) -> _Link:
+        """Send ``slot``'s command under the send lock: when another call
+        holds it (its command did not fit in the socket), the link is lost or
+        not there yet, the idle check finds something, or the command is a
+        large ``put`` (written from the caller's buffer). Returns the link
+        it went out on."""
+        command = slot.command
         send_lock = self._send_lock
         reconnected = False
         while True:
             link = self._link
             if link is None or link.error is not None:
                 link = await self._current_link()
-            # Uncontended, take the lock without a trip through the scheduler:
-            # the socket call below is this task's checkpoint.
             try:
                 send_lock.acquire_nowait()
             except trio.WouldBlock:
@@ -525,62 +678,39 @@ class Client(Reconnecting[_Link], AsyncAPI[TBody]):
                 # Raise a pending cancellation before the command is queued:
                 # from here to the first write, nothing yields.
                 await trio.lowlevel.checkpoint_if_cancelled()
-                if type(command) is bp.Put and len(command.body) >= _VECTORED_BODY:
+                if type(command) is _Put and len(command.body) >= _VECTORED_BODY:
                     data: Any = conn.send_parts(command)
                 else:
                     data = conn.send(command)
                 if not slots:
-                    # The oldest call now: its reply is due from here
-                    # (link.moved(), inlined: this is every call's path).
-                    io = link.io
-                    if io is not None:
-                        now = link.since = link.clock()
-                        link.started = False
-                        if now + io < link.wake:
-                            link.wake_at(now + io)
+                    link.started = False
+                    link.moved()  # the oldest call now: its reply is due from here
                 slots.append(slot)
-                try:
-                    await _send_all(link, data)
-                except _NothingSent as unsent:
-                    error = unsent.error
-                    if link.error is None:
-                        if isinstance(error, trio.Cancelled):
-                            _withdraw(link, slot)  # the connection stays as it was
-                            raise error from None
-                        link.give_up(error)
-                    if isinstance(error, OSError | trio.ClosedResourceError):
-                        # Not a byte of this command left: nothing is lost.
-                        raise lib.connection_lost(f"{type(error).__name__}: {error}") from error
-                    raise error from None
-                except BaseException as exc:
-                    # Part of the command is on the wire: the stream is lost.
-                    _cut_off(link, slot, exc)
-                break
+                await self._sending(link, slot, data)
+                return link
             finally:
                 send_lock.release()
-        recv_lock = self._recv_lock
+
+    @staticmethod
+    async def _sending(link: _Link, slot: _Slot, data: Any, sent: int = 0) -> None:
+        """:func:`_send_all` for ``slot`` (queued last on ``link``), and what
+        a call raises when that fails."""
         try:
-            while slot.event is None and slot.error is None:
-                try:
-                    recv_lock.acquire_nowait()
-                except trio.WouldBlock:
-                    await recv_lock.acquire()
-                try:
-                    if slot.event is None and slot.error is None:
-                        await self._read_one(link, slot)
-                finally:
-                    recv_lock.release()
-        except BaseException:
-            if lib.abandon_needs_reset(command, slot.event):
-                link.give_up(lib.connection_lost("a reserve was cancelled"))
-            elif slot.event is None and slot.error is None:
-                slot.orphan = True  # its reply is dropped when it comes
-                if not recv_lock.locked():
-                    _drop_orphans(link)  # it may have come already
-            raise
-        if slot.error is not None:
-            raise slot.error
-        return slot.event  # type: ignore[return-value]
+            await _send_all(link, data, sent)
+        except _NothingSent as unsent:
+            error = unsent.error
+            if link.error is None:
+                if isinstance(error, trio.Cancelled):
+                    _withdraw(link, slot)  # the connection stays as it was
+                    raise error from None
+                link.give_up(error)
+            if isinstance(error, OSError | trio.ClosedResourceError):
+                # Not a byte of this command left: nothing is lost.
+                raise lib.connection_lost(f"{type(error).__name__}: {error}") from error
+            raise error from None
+        except BaseException as exc:
+            # Part of the command is on the wire: the stream is lost.
+            _cut_off(link, slot, exc)
 
     async def _request_many(self, commands: list[bp.Command]) -> list[bp.Event]:
         """Send a batch and read its replies (``put_many``, pipelines).
@@ -733,7 +863,8 @@ class Client(Reconnecting[_Link], AsyncAPI[TBody]):
 
     async def _read_idle(self, link: _Link) -> bool:
         """Read what arrived on ``link`` while it owed no reply (the send lock
-        is held and no call waits, so nobody else reads).
+        is held and no call waits, so nobody else reads). Nothing yields:
+        the caller found the socket readable (or bytes buffered).
 
         Returns ``True`` if it was nothing after all, ``False`` if the server
         closed the connection (now given up: the caller connects again).
@@ -744,23 +875,19 @@ class Client(Reconnecting[_Link], AsyncAPI[TBody]):
         conn = link.conn
         try:
             if not conn.buffered:
-                nbytes = await link.sock.recv_into(conn.get_buffer())
-                if link.error is not None:  # closed while the read yielded
-                    raise lib.connection_lost(str(link.error))
-                if nbytes:
-                    conn.buffer_updated(nbytes)  # raises: no reply is owed
-                else:
-                    conn.receive_data(b"")
+                try:
+                    data = link.raw.recv(_READ_SIZE)
+                except BlockingIOError:
+                    return True  # nothing after all
+                conn.receive_data(data)  # raises if there are bytes: no reply is owed
             event = conn.next_event()
-        except trio.Cancelled:
-            raise  # nothing was taken off the socket
-        except (OSError, trio.BrokenResourceError) as exc:
+        except OSError as exc:
             link.give_up(exc)  # reset while idle: the command has not left
             return False
         except BaseException as exc:
             link.give_up(exc)
             raise
-        if event is bp.NEED_DATA:
+        if event is _NEED_DATA:
             return True
         link.give_up(lib.connection_lost("the server closed the connection while idle"))
         return False
@@ -769,24 +896,49 @@ class Client(Reconnecting[_Link], AsyncAPI[TBody]):
         """Read the next event and hand it to the oldest waiting call, for the
         call waiting for ``mine`` (the oldest, or one behind it).
 
-        Every read yields to other tasks, and one of them may give the link up
-        meanwhile (``close()``, a cancelled reserve, the watchdog): then what
-        was read belongs to nobody, and this call raises what the link left
-        it (:class:`ReplyLostError`, or :class:`TimeoutError` if it was late).
+        A read is tried first; only when nothing has come yet does the task
+        wait for the socket (``wait_readable``, a checkpoint). A read that
+        did not wait yields once afterwards (a schedule point, as every
+        trio read is), shielded: the event is already handed over.
+
+        Every wait yields to other tasks, and one of them may give the link
+        up meanwhile (``close()``, a cancelled reserve, the watchdog): then
+        what was read belongs to nobody, and this call raises what the link
+        left it (:class:`ReplyLostError`, or :class:`TimeoutError` if it was
+        late).
         """
         conn = link.conn
+        raw = link.raw
+        waited = False
         try:
-            event = conn.next_event() if conn.buffered else bp.NEED_DATA
-            while event is bp.NEED_DATA:
-                nbytes = await link.sock.recv_into(conn.get_buffer())
-                if link.error is not None:
-                    raise lib.connection_lost(str(link.error))
-                if nbytes:
-                    conn.buffer_updated(nbytes)
-                else:
-                    conn.receive_data(b"")
-                event = conn.next_event()
-                if event is bp.NEED_DATA:  # part of a reply: progress
+            # (conn._buffer._end is conn.buffered without a property call:
+            # 0 when nothing is buffered.)
+            partial = bool(conn._buffer._end)
+            event = conn.next_event() if partial else _NEED_DATA
+            while event is _NEED_DATA:
+                try:
+                    if partial:
+                        # The rest of a reply that came in part (a large body,
+                        # most often): read straight into the core's buffer,
+                        # which has room for all of it.
+                        nbytes = raw.recv_into(conn.get_buffer())
+                        if nbytes:
+                            conn.buffer_updated(nbytes)
+                        else:
+                            conn.receive_data(b"")
+                        event = conn.next_event()
+                    else:
+                        # One read, most often exactly one reply, which the
+                        # core then parses straight from the bytes read.
+                        event = conn.next_event_with(raw.recv(_READ_SIZE))
+                except BlockingIOError:
+                    await trio.lowlevel.wait_readable(raw)
+                    waited = True
+                    if link.error is not None:
+                        raise lib.connection_lost(str(link.error)) from None
+                    continue
+                if event is _NEED_DATA:  # part of a reply: progress
+                    partial = True
                     link.started = True
                     link.moved()
         except trio.Cancelled:
@@ -810,16 +962,22 @@ class Client(Reconnecting[_Link], AsyncAPI[TBody]):
             link.moved()
             if slots[0].orphan:
                 _drop_orphans(link)
+        if not waited:
+            await trio.lowlevel.cancel_shielded_checkpoint()
 
 
-async def _open_tcp(host: str, port: int, keepalive: float | None) -> trio.socket.SocketType:
+async def _open_tcp(
+    host: str, port: int, keepalive: float | None
+) -> tuple[trio.socket.SocketType, stdlib_socket.socket]:
     """Connect to each address of ``host`` in turn; raise the last failure as
-    it is (``ConnectionRefusedError`` …), as the other clients do."""
+    it is (``ConnectionRefusedError`` …), as the other clients do. Returns
+    the trio socket and the standard socket under it."""
     error: OSError | None = None
     for family, kind, proto, _, address in await trio.socket.getaddrinfo(
         host, port, type=stdlib_socket.SOCK_STREAM
     ):
-        sock = trio.socket.socket(family, kind, proto)
+        raw = stdlib_socket.socket(family, kind, proto)
+        sock = trio.socket.from_stdlib_socket(raw)
         try:
             await sock.connect(address)
         except BaseException as exc:
@@ -834,7 +992,7 @@ async def _open_tcp(host: str, port: int, keepalive: float | None) -> trio.socke
         except BaseException:
             sock.close()
             raise
-        return sock
+        return sock, raw
     raise error or OSError(f"no address found for {host!r}")
 
 
@@ -846,44 +1004,65 @@ class _NothingSent(Exception):
         self.error = error
 
 
-async def _send_all(link: _Link, data: Any) -> None:
+async def _send_all(link: _Link, data: Any, sent: int = 0) -> None:
     """Write every byte of ``data`` (bytes, or a list of parts, in order)
     on ``link``; parts go out in vectored writes, so a large body is never
-    joined to its command line. While the socket is full, every write that
+    joined to its command line. ``sent``: how many bytes of ``data`` (bytes)
+    the caller wrote already. While the socket is full, every write that
     makes progress restarts the oldest call's clock (a send that makes none
     for io_timeout is late).
 
+    Nothing yields when the socket takes everything at once (the caller's
+    read is its checkpoint); otherwise the task waits for room with
+    ``wait_writable`` (cancellable).
+
     Raises:
-        _NothingSent: the first write failed (or was cancelled: trio raises
-            a cancellation before the write, or while waiting for room, never
-            after bytes went out), so not one byte of ``data`` left.
+        _NothingSent: not one byte of ``data`` left: the first write failed,
+            or a wait for room before it was cancelled (or the link closed).
     """
-    sock = link.sock
+    raw = link.raw
     if type(data) is bytes:
-        try:
-            sent = await sock.send(data)  # a whole command, nearly always
-        except BaseException as exc:
-            raise _NothingSent(exc) from None
-        if sent == len(data):
-            return
+        if not sent:
+            try:
+                sent = raw.send(data)  # a whole command, nearly always
+            except BlockingIOError:
+                sent = 0
+            except OSError as exc:
+                raise _NothingSent(exc) from None
+            if sent == len(data):
+                return
         views = [memoryview(data)[sent:]]
     else:
         views = [memoryview(part).cast("B") for part in data]
         try:
-            sent = await sock.sendmsg(views)
-        except BaseException as exc:
+            sent = raw.sendmsg(views)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
             raise _NothingSent(exc) from None
         views = _advance(views, sent)
-    if not views:
-        return
+        if not views:
+            return
+    written = sent  # bytes of data out so far
     link.sending = link.slots[-1] if link.slots else None
     try:
         while views:
             link.moved()
-            if len(views) == 1:
-                sent = await sock.send(views[0])
-            else:
-                sent = await sock.sendmsg(views)
+            try:
+                await trio.lowlevel.wait_writable(raw)
+                if link.error is not None:
+                    raise lib.connection_lost(str(link.error))
+                if len(views) == 1:
+                    sent = raw.send(views[0])
+                else:
+                    sent = raw.sendmsg(views)
+            except BlockingIOError:
+                continue
+            except BaseException as exc:
+                if not written:
+                    raise _NothingSent(exc) from None
+                raise
+            written += sent
             views = _advance(views, sent)
     finally:
         link.sending = None
