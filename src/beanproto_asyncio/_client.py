@@ -78,6 +78,7 @@ time. Give each consumer task its own client, or use ``reserve(timeout=...)``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import os
 import socket
@@ -167,7 +168,13 @@ class _Link(asyncio.Protocol):
         self.io = io
         self.loop = asyncio.get_running_loop()
         self.time = self.loop.time
-        self.new_future = self.loop.create_future
+        #: ``loop.create_future``; for the standard loops, the call it makes,
+        #: without the method's frame (about 500 instructions less per call).
+        self.new_future: Callable[[], asyncio.Future[bp.Event]] = (
+            functools.partial(asyncio.Future, loop=self.loop)
+            if type(self.loop).create_future is asyncio.BaseEventLoop.create_future
+            else self.loop.create_future
+        )
         #: When the deadline of the oldest call starts, and that call's
         #: future (see the class).
         self.since = 0.0
@@ -551,27 +558,35 @@ class Client(Reconnecting[_Link], AsyncAPI[TBody]):
         # a transport that is full, a reserve, whose cancellation costs the
         # connection) goes through the coroutine _request_slowly.
         link = self._link
-        kind = type(command)
         if (
             link is None
             or link.error is not None
             or link.writing is not None
             or link._writable is not None
-            or (kind is _Put and len(command.body) >= _PARTS_BODY)  # type: ignore[attr-defined]
-            or (not link.slots and link.poll(0))
         ):
             return self._request_slowly(command)
+        kind = type(command)
+        if kind is _Put and len(command.body) >= _PARTS_BODY:  # type: ignore[attr-defined]
+            return self._request_slowly(command)
         # Client._send(link, command) and link.expect(), inlined: this is
-        # every call's path.
-        link.write(link.conn.send(command))
-        future = link.new_future()
+        # every call's path. (``link.transport.write``: a method looked up on
+        # its class is a cheaper call than a bound method kept on the link.)
         slots = link.slots
-        slots.append(future)
-        if len(slots) == 1 and link.timer is None and link.io is not None:
-            link.arm()
-        if kind in _RESERVING:
-            return _reserving(link, command, future)
-        return future
+        if slots:
+            link.transport.write(link.conn.send(command))  # type: ignore[union-attr]
+            future = link.new_future()
+            slots.append(future)
+        else:
+            if link.poll(0):
+                return self._request_slowly(command)
+            link.transport.write(link.conn.send(command))  # type: ignore[union-attr]
+            future = link.new_future()
+            slots.append(future)
+            if link.timer is None and link.io is not None:
+                link.arm()
+        if kind is _Put or kind not in _RESERVING:
+            return future
+        return _reserving(link, command, future)
 
     async def _request_slowly(self, command: bp.Command) -> bp.Event:
         if self._closed:
