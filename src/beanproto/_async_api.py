@@ -137,6 +137,10 @@ class AsyncAPI(Generic[TBody]):
         """Send ``command`` and return the event that answers it."""
         raise NotImplementedError
 
+    async def _checkpoint(self) -> None:
+        """Yield to the event loop (trio: a checkpoint, which every async
+        call must be, even one with nothing to send). Nothing, here."""
+
     async def _job(self, command: bp.Command, success: _JobReply) -> Job[TBody]:
         event = await self._request(command)
         if type(event) is not success:
@@ -233,6 +237,7 @@ class AsyncAPI(Generic[TBody]):
             make_put(lib.encode_body(body, encoding), priority, delay, ttr) for body in bodies
         ]
         if not commands:
+            await self._checkpoint()  # a call with nothing to send still yields
             return []
         events = await self._batch_events(commands)
         ids = [event.id for event in events if type(event) is bp.Inserted]
@@ -618,6 +623,7 @@ class Pipeline(Generic[TBody]):
         """
         commands, self._commands = self._commands, []
         if not commands:
+            await self._client._checkpoint()  # nothing to send: still a checkpoint
             return []
         client = self._client
         results = client._results(commands, await client._batch_events(commands))

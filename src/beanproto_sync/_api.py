@@ -129,6 +129,10 @@ class SyncAPI(Generic[TBody]):
         """Send ``command`` and return the event that answers it."""
         raise NotImplementedError
 
+    def _checkpoint(self) -> None:
+        """Yield to the event loop (trio: a checkpoint, which every async
+        call must be, even one with nothing to send). Nothing, here."""
+
     def _job(self, command: bp.Command, success: _JobReply) -> Job[TBody]:
         event = self._request(command)
         if type(event) is not success:
@@ -225,6 +229,7 @@ class SyncAPI(Generic[TBody]):
             make_put(lib.encode_body(body, encoding), priority, delay, ttr) for body in bodies
         ]
         if not commands:
+            self._checkpoint()  # a call with nothing to send still yields
             return []
         events = self._batch_events(commands)
         ids = [event.id for event in events if type(event) is bp.Inserted]
@@ -610,6 +615,7 @@ class Pipeline(Generic[TBody]):
         """
         commands, self._commands = self._commands, []
         if not commands:
+            self._client._checkpoint()  # nothing to send: still a checkpoint
             return []
         client = self._client
         results = client._results(commands, client._batch_events(commands))

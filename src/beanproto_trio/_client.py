@@ -588,20 +588,20 @@ class Client(Reconnecting[_Link], AsyncAPI[TBody]):
             # (the rest of the command then goes out under it).
             # Raise a pending cancellation before the command is queued.
             await trio.lowlevel.checkpoint_if_cancelled()
-            conn = link.conn
-            data = conn.send(command)
-            slots = link.slots
-            if not slots:
-                # The oldest call now: its reply is due from here
-                # (link.moved(), inlined: this is every call's path).
-                io = link.io
-                if io is not None:
-                    now = link.since = link.clock()
-                    link.started = False
-                    if now + io < link.wake:
-                        link.wake_at(now + io)
-            slots.append(slot)
             try:
+                conn = link.conn
+                data = conn.send(command)
+                slots = link.slots
+                if not slots:
+                    # The oldest call now: its reply is due from here
+                    # (link.moved(), inlined: this is every call's path).
+                    io = link.io
+                    if io is not None:
+                        now = link.since = link.clock()
+                        link.started = False
+                        if now + io < link.wake:
+                            link.wake_at(now + io)
+                slots.append(slot)
                 sent = link.raw.send(data)
             except BlockingIOError:
                 sent = 0
@@ -609,6 +609,13 @@ class Client(Reconnecting[_Link], AsyncAPI[TBody]):
                 # Not a byte of this command left: nothing is lost.
                 link.give_up(exc)
                 raise lib.connection_lost(f"{type(exc).__name__}: {exc}") from exc
+            except BaseException as exc:
+                # KeyboardInterrupt (trio may raise it at any line here):
+                # the command is queued in the core and may or may not have
+                # left, so the connection is out of step. Give it up, as the
+                # blocking client does; the next call connects again.
+                link.give_up(exc)
+                raise
             if sent != len(data):
                 await self._send_rest(link, slot, data, sent)
         recv_lock = self._recv_lock
