@@ -396,3 +396,30 @@ def test_a_reply_larger_than_one_read_comes_whole(tcp_server: Any, flavor: str) 
         run_trio(lambda: main(beanproto_trio))
     else:
         run_asyncio(lambda: main(beanproto_asyncio))
+
+
+def test_asyncio_idle_check_on_epoll_and_on_any_other_probe() -> None:
+    """The idle check calls ``poll(0, 1)`` on the epoll object behind the
+    probe (Linux) or on a wrapper of any other probe, with the same answer."""
+    from beanproto._readiness import close_probe, readiness_probe
+    from beanproto_asyncio._client import _checker
+
+    a, b = socket.socketpair()
+    try:
+        probe = readiness_probe(a.fileno())
+        calls: list[float | None] = []
+
+        def other(timeout: float | None) -> bool:
+            calls.append(timeout)
+            return bool(probe(timeout))
+
+        for check in (_checker(probe), _checker(other)):
+            assert not check.poll(0, 1)
+            b.send(b"x")
+            assert check.poll(0, 1)
+            assert a.recv(1) == b"x"
+        assert calls == [0, 0]
+        close_probe(probe)
+    finally:
+        a.close()
+        b.close()
