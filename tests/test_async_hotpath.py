@@ -214,6 +214,41 @@ def test_asyncio_a_reserve_cancelled_after_its_job_came_releases_the_job(
     run_asyncio(body)
 
 
+class HalfReply(asyncio.Protocol):
+    """A peer that answers a reserve with the start of a reply and its body,
+    then hangs up."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport: asyncio.Transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if data.startswith(b"reserve"):
+            self.transport.write(b"RESERVED 1 100000\r\n" + b"x" * 1000)
+            asyncio.get_running_loop().call_later(0.05, self.transport.close)
+
+
+def test_asyncio_a_reply_cut_off_while_read_into_the_buffer() -> None:
+    """The rest of a reply that came in part is read through the link's
+    buffered protocol; an end of file then still reaches the call."""
+
+    async def body() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(HalfReply, "127.0.0.1", 0)
+        address = server.sockets[0].getsockname()[:2]
+        client = beanproto_asyncio.Client(address, io_timeout=5)
+        await client.__aenter__()
+        link = client._link
+        assert link is not None
+        error, _ = await timed(client.reserve())
+        assert isinstance(error, beanproto_asyncio.ReplyLostError), repr(error)
+        assert link.into_buffer is not None  # the rest was read into the buffer
+        await client.close()
+        server.close()
+        await server.wait_closed()
+
+    run_asyncio(body)
+
+
 # == trio =================================================================================
 
 

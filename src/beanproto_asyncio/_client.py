@@ -220,6 +220,9 @@ class _Link(asyncio.Protocol):
         #: most of them the watchdog has seen leave its buffer.
         self.handed = 0
         self.drained = 0
+        #: The protocol the transport reads through while a reply comes in
+        #: parts (made when first needed).
+        self.into_buffer: _IntoBuffer | None = None
 
     # -- asyncio.Protocol ----------------------------------------------------------
 
@@ -252,6 +255,36 @@ class _Link(asyncio.Protocol):
         if self.slots:  # part of the oldest call's reply: progress
             self.progress()
             self.started = True
+            # The rest of it (a large body, most often) is read straight
+            # into the core's buffer, which has room for all of it, rather
+            # than into new bytes the core would copy.
+            if self.into_buffer is None:
+                self.into_buffer = _IntoBuffer(self)
+            self.transport.set_protocol(self.into_buffer)  # type: ignore[union-attr]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        """Bytes the event loop read into ``conn.get_buffer()`` (while
+        :class:`_IntoBuffer` is the transport's protocol)."""
+        conn = self.conn
+        try:
+            conn.buffer_updated(nbytes)
+            event = conn.next_event()
+            while event is not _NEED_DATA:
+                try:
+                    self.slots.popleft().set_result(event)
+                except _InvalidStateError:
+                    pass  # a cancelled call's reply: dropped
+                if not conn._buffer._end:
+                    break
+                event = conn.next_event()
+        except bp.Error as exc:
+            self.fail(exc)
+            return
+        if event is _NEED_DATA and self.slots:  # more of a reply to come
+            self.progress()
+            self.started = True
+        else:  # every reply read is whole: back to one call per read
+            self.transport.set_protocol(self)  # type: ignore[union-attr]
 
     def eof_received(self) -> bool:
         try:
@@ -424,6 +457,37 @@ class _Link(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
         close_probe(self.poll)
+
+
+class _IntoBuffer(asyncio.BufferedProtocol):
+    """A link's protocol while the rest of a reply that came in part is read
+    (a large body, most often): the event loop reads straight into the
+    core's receive buffer, sized for the whole body, with no copy in
+    between. Everything goes to the link; it switches back to itself once
+    the replies read are whole."""
+
+    __slots__ = ("link",)
+
+    def __init__(self, link: _Link) -> None:
+        self.link = link
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.link.conn.get_buffer(sizehint)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.link.buffer_updated(nbytes)
+
+    def eof_received(self) -> bool:
+        return self.link.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.link.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.link.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.link.resume_writing()
 
 
 def _not_connected(data: Any) -> None:  # pragma: no cover (connection_made comes first)
