@@ -678,10 +678,11 @@ class Client(Reconnecting[_Link], AsyncAPI[TBody]):
         # Not a coroutine: on the usual path the caller awaits the call's
         # future itself, one coroutine fewer to create and resume per call.
         # A cancelled call's future is cancelled with it, and its reply is
-        # dropped when it comes (data_received). Every other case (no link
-        # yet, a lost one, an idle check that found something, a large body,
-        # a transport that is full, a reserve, whose cancellation costs the
-        # connection) goes through the coroutine _request_slowly.
+        # dropped when it comes (data_received). A reserve is awaited through
+        # _reserving (its cancellation costs the connection); every other
+        # case (no link yet, a lost one, an idle check that found something,
+        # a large body, a transport that is full) goes through the coroutine
+        # _request_slowly.
         link = self._link
         if link is None or link.hold is not None:  # lost, or a transport not free
             return self._request_slowly(command)
