@@ -433,27 +433,26 @@ def test_a_reply_larger_than_one_read_comes_whole(tcp_server: Any, flavor: str) 
         run_asyncio(lambda: main(beanproto_asyncio))
 
 
-def test_asyncio_idle_check_on_epoll_and_on_any_other_probe() -> None:
-    """The idle check calls ``poll(0, 1)`` on the epoll object behind the
-    probe (Linux) or on a wrapper of any other probe, with the same answer."""
+def test_readiness_probe_sees_bytes_and_end_of_file_and_waits_in_milliseconds() -> None:
+    """The idle check every client makes before sending: false on a quiet
+    socket, true once bytes or an end of file wait, and a timed wait counts
+    milliseconds (a quiet socket is waited on, not reported ready)."""
     from beanproto._readiness import close_probe, readiness_probe
-    from beanproto_asyncio._client import _checker
 
     a, b = socket.socketpair()
     try:
         probe = readiness_probe(a.fileno())
-        calls: list[float | None] = []
-
-        def other(timeout: float | None) -> bool:
-            calls.append(timeout)
-            return bool(probe(timeout))
-
-        for check in (_checker(probe), _checker(other)):
-            assert not check.poll(0, 1)
-            b.send(b"x")
-            assert check.poll(0, 1)
-            assert a.recv(1) == b"x"
-        assert calls == [0, 0]
+        assert not probe(0)
+        started = time.monotonic()
+        assert not probe(50)  # 50 ms, not 50 s
+        assert 0.04 <= time.monotonic() - started < 5
+        b.send(b"x")
+        assert probe(0)
+        assert a.recv(1) == b"x"
+        assert not probe(0)
+        b.close()
+        assert probe(0)  # the end of file
+        assert probe(None)  # and a wait without limit returns at once
         close_probe(probe)
     finally:
         a.close()

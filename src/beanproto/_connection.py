@@ -416,41 +416,30 @@ class Connection:
             and not self._stopped
             and type(data) is bytes
         ):
-            end = len(data) - 2
-            i = data.find(b"\r\n")
-            if i == end:
-                # One line, the whole read: most replies. (A 1-byte read has
-                # i == end == -1: its empty status has no reader.)
-                if i < self.max_line_length - 1:
-                    status, sep, rest = data[:i].partition(b" ")
-                    reader = pending[0][1].get(status)
-                    if reader is not None:
-                        try:
-                            result = reader(rest, sep)
-                        except RemoteProtocolError:
-                            pass  # the general path below raises it, and fails
-                        else:
-                            if type(result) is not BodyWanted:
-                                pending.popleft()
-                                return result  # type: ignore[return-value]
-            elif 0 <= i < self.max_line_length - 1:
-                # A line and more: a reply with its body (RESERVED, FOUND, OK)?
-                status, sep, rest = data[:i].partition(b" ")
+            # (partition, not find: bytes.find parses its arguments as a tuple.)
+            line, crlf, after = data.partition(b"\r\n")
+            if crlf and len(line) < self.max_line_length - 1:
+                status, sep, rest = line.partition(b" ")
                 reader = pending[0][1].get(status)
                 if reader is not None:
                     try:
                         result = reader(rest, sep)
                     except RemoteProtocolError:
-                        pass
+                        pass  # the general path below raises it, and fails
                     else:
-                        if (
-                            type(result) is BodyWanted
-                            and i + result.size + 2 == end
+                        if type(result) is not BodyWanted:
+                            if not after:
+                                # One line, the whole read: most replies.
+                                pending.popleft()
+                                return result  # type: ignore[return-value]
+                        elif (
+                            # A line and its body, the whole read (RESERVED, FOUND, OK).
+                            len(after) == result.size + 2
                             and result.size <= self.max_body_size
-                            and data.endswith(b"\r\n")
+                            and after[-2:] == b"\r\n"
                         ):
                             try:
-                                event = result.finish(result.arg, data[i + 2 : end])
+                                event = result.finish(result.arg, after[:-2])
                             except RemoteProtocolError:
                                 pass  # a broken YAML body: the general path fails
                             else:

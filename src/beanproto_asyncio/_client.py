@@ -82,7 +82,7 @@ watchdog costs a call nothing but its timer: a pending timer makes every turn
 of the event loop dearer, as any asyncio timer does, 5.6k per ``put`` in a
 program with no other timer (``io_timeout=None``, which arms none: 67.3k); a
 program that already has one pending pays nothing more. The idle check (one
-``epoll_wait``) is 1.0k per call.
+``poll``) is 0.9k per call.
 
 A ``reserve()`` that waits on the server holds up every command sent after it
 on the same connection: beanstalkd serves one connection's commands one at a
@@ -95,7 +95,6 @@ import asyncio
 import functools
 import math
 import os
-import select
 import socket
 import sys
 from collections import deque
@@ -146,32 +145,6 @@ def _never(timeout: float | None) -> bool:
     return False
 
 
-class _Checker:
-    """``poll(timeout, maxevents)`` over a :data:`~beanproto._readiness.Probe`
-    that is not an epoll object's own method (not Linux; no socket)."""
-
-    __slots__ = ("probe",)
-
-    def __init__(self, probe: Probe) -> None:
-        self.probe = probe
-
-    def poll(self, timeout: float, maxevents: int = -1) -> object:
-        return self.probe(timeout)
-
-
-def _checker(probe: Probe) -> Any:
-    """What the idle check calls ``poll(0, 1)`` on: the epoll object behind
-    ``probe`` itself where there is one (its method looked up on its class
-    and asked for one event: about 300 instructions less per check than
-    calling the probe, a bound method kept on the link, which also sizes a
-    buffer for 1023 events), else a :class:`_Checker`."""
-    owner = getattr(probe, "__self__", None)
-    epoll = getattr(select, "epoll", None)
-    if epoll is not None and isinstance(owner, epoll):
-        return owner
-    return _Checker(probe)
-
-
 class _Link(asyncio.Protocol):
     """One connection: the protocol the event loop drives, the core state
     machine, and the futures of the calls waiting on it, oldest first (their
@@ -201,8 +174,6 @@ class _Link(asyncio.Protocol):
         #: ``poll(0)``: whether the socket has bytes or an end of file the
         #: event loop has not read yet (see Client._after_idle).
         self.poll: Probe = _never
-        #: The same check, as ``checker.poll(0, 1)`` (see :func:`_checker`).
-        self.checker: Any = _Checker(_never)
         self.error: BaseException | None = None
         self._writable: asyncio.Future[None] | None = None
         #: Set while a large ``put`` is written a chunk at a time: no other
@@ -246,7 +217,6 @@ class _Link(asyncio.Protocol):
         sock = transport.get_extra_info("socket")
         if sock is not None:
             self.poll = readiness_probe(sock.fileno())
-            self.checker = _checker(self.poll)
 
     def data_received(self, data: bytes) -> None:
         # A plain Protocol rather than a BufferedProtocol: the loop makes one
@@ -698,7 +668,7 @@ class Client(Reconnecting[_Link], AsyncAPI[TBody]):
             future = link.new_future()
             slots.append(future)
         else:
-            if link.checker.poll(0, 1):  # link.poll(0), cheaper (see _checker)
+            if link.poll(0):
                 return self._request_slowly(command)
             link.transport.write(link.conn.send(command))  # type: ignore[union-attr]
             future = link.new_future()

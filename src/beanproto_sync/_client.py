@@ -25,7 +25,7 @@ that call then raises :class:`ConnectionError`.
 Bytes nobody asked for
 ----------------------
 Before a call sends its command the client looks, without waiting, for bytes
-that arrived since the last reply (one ``epoll_wait`` with a zero timeout).
+that arrived since the last reply (one ``poll`` with a zero timeout).
 Bytes there are a broken server (:class:`beanproto.RemoteProtocolError`: they
 would otherwise be taken for the reply to this call); an end of file means
 the server closed the idle connection (it restarted, or dropped idle
@@ -185,14 +185,15 @@ class _Link:
     def wait_readable(self, seconds: float | None) -> bool:
         """Wait at most ``seconds`` (``None``: without limit) for bytes, or an
         end of file, to read; whether they came."""
+        milliseconds = None if seconds is None else seconds * 1000
         if self.poll is not _maybe_readable:
-            return bool(self.poll(seconds))
+            return bool(self.poll(milliseconds))
         pending = getattr(self.sock, "pending", None)
         if pending is not None and pending():
             return True  # decrypted bytes the socket itself no longer shows
         probe = readiness_probe(self.sock.fileno())
         try:
-            return bool(probe(seconds))
+            return bool(probe(milliseconds))
         finally:
             close_probe(probe)
 

@@ -52,7 +52,7 @@ itself on the wire, so that connection is given up.
 The idle check
 --------------
 Before a command goes out on a connection that owes no reply, the client
-looks (one ``epoll_wait`` with a zero timeout: the check costs 0.4-0.7 µs)
+looks (one ``poll`` with a zero timeout: the check costs 0.3-0.5 µs)
 whether anything arrived meanwhile. Bytes nobody asked for would otherwise
 become the reply to this command: they raise
 :class:`~beanproto.RemoteProtocolError` and the connection is given up. An
