@@ -16,7 +16,11 @@ the fault model asks of an application and nothing more:
   (at-least-once: the job may then exist twice);
 * a consumer tolerates a :class:`ConnectionError` anywhere and a
   :class:`~beanproto.NotFoundError` on delete (its reservation died with its
-  connection: the job is ready again and will be delivered again).
+  connection: the job is ready again and will be delivered again);
+* a consumer that meets a :class:`~beanproto.BrokenJobError` deletes that
+  job by id: beanstalkd, killed between writing a job's record and its body
+  to the binlog, comes back with the job and a body of zero bytes
+  (tests/test_broken_job.py). Its put was never answered.
 
 What must hold whatever the timing (at-least-once delivery, nothing made up):
 every put that returned an id is delivered; an id is only ever delivered
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -81,6 +86,8 @@ class Ledger:
     maybe: set[str] = field(default_factory=set)
     #: Every delivery, in order: (id, body).
     delivered: list[tuple[int, str]] = field(default_factory=list)
+    #: Ids of the broken jobs a crash left (BrokenJobError).
+    broken: set[int] = field(default_factory=set)
     producers_done: int = 0
     events: collections.Counter[str] = field(default_factory=collections.Counter)
 
@@ -109,6 +116,11 @@ class Ledger:
     def deliver(self, jid: int, body: str) -> None:
         with self.lock:
             self.delivered.append((jid, body))
+
+    def found_broken(self, jid: int) -> None:
+        with self.lock:
+            self.broken.add(jid)
+            self.events["reserve: BrokenJobError (torn binlog record)"] += 1
 
     def producer_finished(self) -> None:
         with self.lock:
@@ -198,6 +210,13 @@ def sync_consumer(address: tuple[str, int], tube: str, ledger: Ledger) -> None:
                 if ledger.all_produced():
                     return
                 continue
+            except beanproto.BrokenJobError as exc:
+                ledger.found_broken(exc.id)
+                try:
+                    client.delete(exc.id)
+                except (beanproto_sync.NotFoundError, ConnectionError, TimeoutError):
+                    pass  # still reserved by the closed connection: it comes back
+                continue
             except (ConnectionError, TimeoutError) as exc:
                 ledger.count(f"reserve: {type(exc).__name__}")
                 time.sleep(BACKOFF)
@@ -285,6 +304,13 @@ async def async_consumer(
                 if ledger.all_produced():
                     return
                 continue
+            except beanproto.BrokenJobError as exc:
+                ledger.found_broken(exc.id)
+                try:
+                    await client.delete(exc.id)
+                except (module.NotFoundError, ConnectionError, TimeoutError):
+                    pass  # still reserved by the closed connection: it comes back
+                continue
             except (ConnectionError, TimeoutError) as exc:
                 ledger.count(f"reserve: {type(exc).__name__}")
                 await sleep(BACKOFF)
@@ -356,6 +382,11 @@ def drain(address: tuple[str, int], tube: str, ledger: Ledger) -> int:
                 job = client.reserve(timeout=0)
             except beanproto_sync.TimedOutError:
                 return left
+            except beanproto.BrokenJobError as exc:
+                ledger.found_broken(exc.id)
+                with contextlib.suppress(beanproto_sync.NotFoundError):
+                    client.delete(exc.id)  # (NotFound: reserved by the closed connection)
+                continue
             ledger.deliver(job.id, job.body)
             client.delete(job)
             left += 1
@@ -396,6 +427,10 @@ def test_no_job_lost_or_garbled_across_two_crashes(
     assert len(chaos.restarted_at) == len(RESTART_AT), "the faults did not all happen mid-run"
     assert binlog_server.restarts == len(RESTART_AT)
     assert not ledger.id_conflicts, f"one id returned for two bodies: {ledger.id_conflicts[:5]}"
+    # A broken job (a crash tore its binlog record) is one whose put was
+    # never answered, and it was never handed back as a job.
+    assert not ledger.broken & set(ledger.returned), "a put that returned an id came back broken"
+    assert not ledger.broken & delivered_ids
     # Every put that returned an id was delivered, with that very body.
     missing = set(ledger.returned) - delivered_ids
     assert not missing, f"{len(missing)} jobs put and never delivered: {sorted(missing)[:10]}"

@@ -41,6 +41,7 @@ from ._validate import MAX_UINT32, MAX_UINT64, check_int
 from .errors import (
     ArgumentError,
     ArgumentTypeError,
+    BrokenJobError,
     ConnectionClosedError,
     LocalProtocolError,
     RemoteProtocolError,
@@ -486,7 +487,12 @@ class Connection:
 
     def _read_body(self, body: BodyWanted) -> e.Event | Literal[NeedData.NEED_DATA]:
         buffer = self._buffer
-        data = buffer.take_body(body.size)
+        try:
+            data = buffer.take_body(body.size)
+        except RemoteProtocolError:
+            if type(body.arg) is int:  # a job's body (RESERVED, FOUND)
+                raise BrokenJobError(body.arg, body.size) from None
+            raise
         if data is None:
             return self._need_data()
         self._body = None

@@ -28,6 +28,7 @@ __all__ = [
     "ArgumentTypeError",
     "RemoteProtocolError",
     "UnknownResponseError",
+    "BrokenJobError",
     "ReplyLostError",
     "ConnectionClosedError",
     "BeanstalkdError",
@@ -85,6 +86,37 @@ class RemoteProtocolError(Error):
     After this the connection is in an error state: every later call on it
     raises again, since the framing of the byte stream is lost.
     """
+
+
+class BrokenJobError(RemoteProtocolError):
+    """A job's body arrived without the CRLF that must end it: the server
+    holds a broken job.
+
+    beanstalkd restores one after a crash: it writes a job to its binlog in
+    several writes, and a server killed between them comes back with the job
+    and a body of zero bytes where the end of the body should be (its put
+    was never answered: the client saw :class:`ReplyLostError`). The job is
+    served like any other, so every ``reserve`` that gets it fails; ``id``
+    names it, to delete (or bury) it from a new connection. As with any
+    :class:`RemoteProtocolError` the connection is given up; the job goes
+    back to the ready queue when the server sees it closed.
+
+    Attributes:
+        id: the job's id.
+        size: the body size the server announced.
+    """
+
+    def __init__(self, id: int, size: int) -> None:
+        self.id: int = id
+        self.size: int = size
+        super().__init__(
+            f"body of job {id} ({size} bytes) is not followed by CRLF: the server "
+            "holds a broken job (beanstalkd restores one from a binlog record a "
+            "crash cut short); delete it by id"
+        )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.id, self.size))
 
 
 class UnknownResponseError(RemoteProtocolError):
