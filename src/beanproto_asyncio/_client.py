@@ -76,7 +76,7 @@ is never sent again; the next call connects again, unless
 error: the next call goes out on a new one.
 
 Cost (callgrind, user-space instructions per operation,
-``bench/callgrind.py``): a ``put`` 72.9k and a put + reserve + delete 219k,
+``bench/callgrind.py``): a ``put`` 72.3k and a put + reserve + delete 218k,
 against aiostalk's 73.0k and 222k (before issue 9: 92.7k and 277k). The
 watchdog costs a call nothing but its timer: a pending timer makes every turn
 of the event loop dearer, as any asyncio timer does, 5.6k per ``put`` in a

@@ -86,7 +86,7 @@ again, unless ``reconnect=False`` (then every later call raises
 :class:`ConnectionError`).
 
 Cost (callgrind, user-space instructions per operation,
-``bench/callgrind.py``): a ``put`` 69k and a put + reserve + delete 206-209k
+``bench/callgrind.py``): a ``put`` 68-69k and a put + reserve + delete 203-209k
 (before issue 9: 161k and 482k), against 98-100k and 299-306k for a raw loop
 on ``trio.socket`` (``send`` and ``recv_into``, each a trio checkpoint: two
 trips through the scheduler per command where this client makes one). The
