@@ -84,6 +84,7 @@ from ._validate import (
     MAX_UINT32,
     MAX_UINT64,
 )
+from ._worker import BuryJob, ReleaseJob
 from .errors import (
     ArgumentError,
     ArgumentTypeError,
@@ -177,6 +178,9 @@ __all__ = [
     "ReplyLostError",
     "BatchError",
     "BatchLostError",
+    # what a worker's handler raises to choose its job's outcome
+    "ReleaseJob",
+    "BuryJob",
     # limits and defaults
     "DEFAULT_PRIORITY",
     "DEFAULT_DELAY",

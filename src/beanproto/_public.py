@@ -5,6 +5,7 @@ from ._clientlib import DEFAULT_TUBE, ERROR_RESPONSES
 from ._commands import DEFAULT_DELAY, DEFAULT_PRIORITY, DEFAULT_TTR
 from ._job import Job, JobOrID, TBody
 from ._stats import Stats, StatsJob, StatsTube
+from ._worker import BuryJob, ReleaseJob
 from .errors import (
     ArgumentError,
     ArgumentTypeError,
@@ -70,4 +71,6 @@ __all__ = [
     "TimedOutError",
     "UnknownCommandError",
     "JobDecodeError",
+    "ReleaseJob",
+    "BuryJob",
 ]

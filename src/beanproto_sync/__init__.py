@@ -14,7 +14,8 @@ from beanproto._public import __all__ as _common
 
 from ._api import Pipeline
 from ._client import Address, Client, ConnectionTarget
+from ._worker import Worker
 
 __version__ = "0.1.0"
 
-__all__ = ["Client", "Address", "ConnectionTarget", "Pipeline", *_common]
+__all__ = ["Client", "Address", "ConnectionTarget", "Pipeline", "Worker", *_common]
