@@ -28,5 +28,6 @@ from beanproto._public import *  # noqa: F403
 from beanproto._public import __all__ as _common
 
 from ._client import Client
+from ._worker import Worker
 
-__all__ = ["Client", "Pipeline", *_common]
+__all__ = ["Client", "Pipeline", "Worker", *_common]

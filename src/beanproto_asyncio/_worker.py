@@ -1,0 +1,89 @@
+"""The asyncio worker: ``beanproto._async_worker`` on plain asyncio tasks.
+
+Slots are tasks the worker creates and awaits before :meth:`Worker.run`
+returns (cancelling one cancels its reserve or, after the grace period, its
+handler); SIGTERM and SIGINT arrive through ``loop.add_signal_handler``
+when the worker runs in the main thread (not on Windows).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from beanproto._async_worker import AsyncWorker, Flag, Group, Runtime, Task
+from beanproto._job import TBody
+
+from ._client import Client
+
+__all__ = ["Worker"]
+
+
+class _Tasks(Group):
+    def __init__(self) -> None:
+        self.tasks: list[asyncio.Task[None]] = []
+
+    def spawn(self, fn: Callable[[], Awaitable[None]]) -> Task:
+        done = asyncio.Event()
+
+        async def run() -> None:
+            await fn()
+
+        task = asyncio.get_running_loop().create_task(run())
+        task.add_done_callback(lambda _: done.set())
+        self.tasks.append(task)
+        return Task(task.cancel, done)
+
+
+class _Asyncio(Runtime):
+    @asynccontextmanager
+    async def group(self) -> AsyncIterator[Group]:
+        tasks = _Tasks()
+        try:
+            yield tasks
+        finally:
+            for task in tasks.tasks:
+                task.cancel()
+            await asyncio.gather(*tasks.tasks, return_exceptions=True)
+
+    def flag(self) -> Flag:
+        return asyncio.Event()
+
+    async def wait(self, flag: Flag, timeout: float | None) -> bool:
+        try:
+            await asyncio.wait_for(flag.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+        return flag.is_set()
+
+    def is_cancellation(self, exc: BaseException) -> bool:
+        return isinstance(exc, asyncio.CancelledError)
+
+    def watch_signals(self, group: Group, stop: Callable[[], None]) -> Callable[[], None]:
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        loop = asyncio.get_running_loop()
+        taken = []
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(signum, stop)
+            except (NotImplementedError, RuntimeError):  # pragma: no cover (Windows)
+                continue
+            taken.append(signum)
+
+        def restore() -> None:
+            for signum in taken:
+                loop.remove_signal_handler(signum)
+
+        return restore
+
+
+class Worker(AsyncWorker[TBody]):
+    __doc__ = AsyncWorker.__doc__
+
+    _runtime = _Asyncio()
+    _client_type: Callable[..., Any] = Client
