@@ -34,6 +34,7 @@ from typing import Any, Generic, Protocol
 from . import _faults as faults
 from . import _worker as policy
 from ._async_api import AsyncAPI
+from ._async_pool import AsyncPool
 from ._job import Job, TBody
 from ._worker import BuryJob, ReleaseJob
 from .errors import ArgumentTypeError, BrokenJobError, NotFoundError, RemoteProtocolError
@@ -130,7 +131,10 @@ class AsyncWorker(Generic[TBody]):
     reported done and will be delivered again.
 
     Args:
-        address: the server, as for the client.
+        address: the server, as for the client, or a ``Pool`` of servers
+            (each slot then takes jobs from all of them, with connections of
+            its own; the worker's ``watch``, ``encoding`` and timeouts
+            apply).
         handler: an async function called with each :class:`Job`.
         watch: the tube or tubes to take jobs from.
         concurrency: handlers run at once (one task and one connection each).
@@ -360,7 +364,12 @@ class AsyncWorker(Generic[TBody]):
         while slot.client is None:
             if self._stopping:
                 return None
-            client = self._client_type(self.address, **self._client_options)
+            client: Any
+            if isinstance(self.address, AsyncPool):
+                # A pool of its own per slot: the slot's connections.
+                client = self.address.replica(**self._client_options)
+            else:
+                client = self._client_type(self.address, **self._client_options)
             try:
                 await client.__aenter__()
             except _LOST as exc:

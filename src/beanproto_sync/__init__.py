@@ -9,13 +9,25 @@ for real (not with ``assert``) and a body that cannot be decoded still tells
 you which job it belongs to (:class:`JobDecodeError`).
 """
 
+from beanproto._pooled import PooledId, PooledJob
 from beanproto._public import *  # noqa: F403 (greenstalk's names, shared by every client)
 from beanproto._public import __all__ as _common
 
 from ._api import Pipeline
 from ._client import Address, Client, ConnectionTarget
+from ._pool import Pool
 from ._worker import Worker
 
 __version__ = "0.1.0"
 
-__all__ = ["Client", "Address", "ConnectionTarget", "Pipeline", "Worker", *_common]
+__all__ = [
+    "Client",
+    "Address",
+    "ConnectionTarget",
+    "Pipeline",
+    "Worker",
+    "Pool",
+    "PooledId",
+    "PooledJob",
+    *_common,
+]

@@ -34,6 +34,7 @@ from beanproto._worker import BuryJob, ReleaseJob
 from beanproto.errors import ArgumentTypeError, BrokenJobError, NotFoundError, RemoteProtocolError
 
 from ._client import Client, ConnectionTarget
+from ._pool_api import SyncPool
 
 __all__ = ["Worker"]
 
@@ -87,7 +88,10 @@ class Worker(Generic[TBody]):
     reported done and will be delivered again.
 
     Args:
-        address: the server, as for :class:`Client`.
+        address: the server, as for :class:`Client`, or a :class:`Pool` of
+            servers (each slot then takes jobs from all of them, with
+            connections of its own; the worker's ``watch``, ``encoding`` and
+            timeouts apply).
         handler: called with each :class:`Job`, in a slot thread.
         watch: the tube or tubes to take jobs from.
         concurrency: handlers run at once (one thread and one connection
@@ -109,7 +113,7 @@ class Worker(Generic[TBody]):
 
     def __init__(
         self,
-        address: ConnectionTarget,
+        address: ConnectionTarget | SyncPool[Any],
         handler: Callable[[Job[TBody]], object],
         *,
         watch: str | Iterable[str] = "default",
@@ -309,7 +313,12 @@ class Worker(Generic[TBody]):
             if self._stop.is_set():
                 return None
             try:
-                client: Client[Any] = Client(self.address, **self._client_options)
+                client: Any
+                if isinstance(self.address, SyncPool):
+                    # A pool of its own per slot: the slot's connections.
+                    client = self.address.replica(**self._client_options)
+                else:
+                    client = Client(self.address, **self._client_options)
             except _LOST as exc:
                 log.warning(
                     "cannot reach %r (%s); retrying in %g s",

@@ -24,10 +24,12 @@ except ModuleNotFoundError as exc:  # trio is an optional extra
     ) from exc
 
 from beanproto._async_api import Pipeline
+from beanproto._pooled import PooledId, PooledJob
 from beanproto._public import *  # noqa: F403
 from beanproto._public import __all__ as _common
 
 from ._client import Client
+from ._pool import Pool
 from ._worker import Worker
 
-__all__ = ["Client", "Pipeline", "Worker", *_common]
+__all__ = ["Client", "Pipeline", "Worker", "Pool", "PooledId", "PooledJob", *_common]

@@ -1,0 +1,520 @@
+"""Several beanstalkd servers behind one client API, as coroutines.
+
+The blocking pool's methods (``beanproto_sync._pool_api``) are GENERATED from
+this file by tools/unasync.py, as the blocking API is from ``_async_api.py``;
+each package's ``Pool`` (its ``_pool.py``) only names its client and how to
+wait.
+
+beanstalkd does not replicate: each job lives on one server. A pool spreads
+new jobs over the servers, takes jobs from whichever has one, and sends
+every later command about a job to the server that holds it:
+
+* ``put`` goes round robin (weighted), skipping servers that are down, and
+  fails over to the next server only when the put provably did not reach
+  the failed one (the connection could not be made, or it was found closed
+  before the command left); a put whose reply was lost
+  (:class:`~beanproto.ReplyLostError`, :class:`TimeoutError`) is raised, never
+  sent again elsewhere.
+* ``reserve`` looks at every server in turn (``reserve-with-timeout 0``),
+  starting one further on each call so that none is starved, then waits on
+  one server at a time, a second each, until a job comes or the timeout
+  ends. Only one reserve is in flight at a time, so no job is ever reserved
+  for nobody.
+* Ids are per server: a pool returns :class:`PooledId` (an ``int`` that also
+  names its server) and :class:`PooledJob`, and ``delete``, ``release``,
+  ``bury``, ``touch``, ``kick_job``, ``stats_job`` and ``peek`` go where the
+  job is. A bare ``int`` is refused: the pool cannot know its server.
+* A server that cannot be reached is marked down and retried on later calls
+  with a doubling delay (``retry_delay`` up to ``retry_cap``); it rejoins as
+  soon as a retry connects. Its jobs wait for it (its binlog); the others
+  keep taking and doing new work.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Generic
+
+from beanproto import _clientlib as lib
+from beanproto import _faults as faults
+from beanproto._clientlib import DEFAULT_TUBE
+from beanproto._commands import DEFAULT_DELAY, DEFAULT_PRIORITY, DEFAULT_TTR
+from beanproto._job import Job, TBody
+from beanproto._pooled import PooledId, PooledJob
+from beanproto._stats import Stats, StatsJob, StatsTube
+from beanproto.errors import (
+    ArgumentError,
+    ArgumentTypeError,
+    NotFoundError,
+    ReplyLostError,
+    TimedOutError,
+)
+
+if TYPE_CHECKING:  # (annotations only)
+    from beanproto._async_api import AsyncAPI
+
+__all__ = ["AsyncPool"]
+
+#: The longest single wait on one server while the others are not looked at.
+_WAIT_SLICE = 1
+
+
+class _Member:
+    """One server of the pool, and whether it is down."""
+
+    __slots__ = ("address", "weight", "client", "failures", "retry_at")
+
+    def __init__(self, address: Any, weight: int) -> None:
+        self.address = address
+        self.weight = weight
+        self.client: AsyncAPI[Any] | None = None
+        self.failures = 0
+        self.retry_at = 0.0
+
+
+class AsyncPool(Generic[TBody]):
+    """Several beanstalkd servers behind one client API (see the module).
+
+    Use it as ``async with Pool([address, ...]) as pool:``. Connections are
+    opened when first needed, one per server.
+
+    Args:
+        addresses: the servers, as for the client.
+        encoding, use, watch: as for the client, for every server.
+        weights: how many puts each server takes in turn (default 1 each).
+        retry_delay, retry_cap: seconds before a server that is down is
+            tried again, doubling from the first to the second.
+        connect_timeout, io_timeout, keepalive, reconnect: as for the
+            client, for every server.
+    """
+
+    #: The client class of the package (set by each package's ``Pool``).
+    _client_type: Any
+
+    def __init__(
+        self,
+        addresses: Iterable[Any],
+        encoding: str | None = "utf-8",
+        use: str = DEFAULT_TUBE,
+        watch: str | Iterable[str] = DEFAULT_TUBE,
+        *,
+        weights: Sequence[int] | None = None,
+        retry_delay: float = 1.0,
+        retry_cap: float = 30.0,
+        connect_timeout: float | None = faults.DEFAULT_CONNECT_TIMEOUT,
+        io_timeout: float | None = faults.DEFAULT_IO_TIMEOUT,
+        keepalive: float | None = faults.DEFAULT_KEEPALIVE,
+        reconnect: bool = True,
+    ) -> None:
+        servers = list(addresses)
+        if not servers:
+            raise ArgumentError("a pool needs at least one server")
+        # Every setting is checked now, before anything connects.
+        faults.Timeouts.checked(connect_timeout, io_timeout, keepalive, reconnect)
+        tubes = lib.watch_list(watch)
+        lib.setup_commands(use, tubes)
+        self._options: dict[str, Any] = {
+            "encoding": encoding,
+            "use": use,
+            "watch": tubes,
+            "connect_timeout": connect_timeout,
+            "io_timeout": io_timeout,
+            "keepalive": keepalive,
+            "reconnect": reconnect,
+        }
+        if weights is None:
+            weights = [1] * len(servers)
+        weights = list(weights)
+        if (
+            len(weights) != len(servers)
+            or any(type(w) is not int or w < 0 for w in weights)
+            or not any(weights)
+        ):
+            raise ArgumentError("weights: one int of 0 or more per server, not all 0")
+        for name, value in (("retry_delay", retry_delay), ("retry_cap", retry_cap)):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ArgumentTypeError(f"{name} must be a number of seconds")
+            if not math.isfinite(value) or value <= 0:
+                raise ArgumentError(f"{name} must be a positive number of seconds")
+        self.encoding = encoding
+        self._retry = (float(retry_delay), float(retry_cap))
+        self._members = [_Member(a, w) for a, w in zip(servers, weights, strict=True)]
+        self._by_address = {_key(m.address): m for m in self._members}
+        if len(self._by_address) != len(self._members):
+            raise ArgumentError("a server is named twice")
+        # Weighted round robin: each member as often as its weight.
+        self._turns = itertools.cycle([m for m in self._members for _ in range(m.weight)])
+        self._reserve_start = 0
+        self._closed = False
+
+    @property
+    def addresses(self) -> list[Any]:
+        """The servers, in the order given."""
+        return [m.address for m in self._members]
+
+    def replica(self, **overrides: Any) -> AsyncPool[Any]:
+        """A new pool of the same servers and settings (but ``overrides``),
+        with connections of its own: what a worker gives each slot."""
+        options = {**self._options, **overrides}
+        return type(self)(
+            self.addresses,
+            weights=[m.weight for m in self._members],
+            retry_delay=self._retry[0],
+            retry_cap=self._retry[1],
+            **options,
+        )
+
+    def __repr__(self) -> str:
+        name = type(self).__module__.split(".")[0] + ".Pool"
+        return f"{name}({self.addresses!r})"
+
+    async def __aenter__(self) -> AsyncPool[TBody]:
+        return self
+
+    async def __aexit__(self, *args: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close every connection; the pool cannot be used afterwards."""
+        self._closed = True
+        for member in self._members:
+            client, member.client = member.client, None
+            if client is not None:
+                await client.close()
+
+    # -- members ---------------------------------------------------------------------
+
+    def _up(self, member: _Member) -> bool:
+        return member.client is not None or time.monotonic() >= member.retry_at
+
+    async def _client(self, member: _Member) -> AsyncAPI[Any]:
+        """``member``'s client, connecting it when it has none.
+
+        Raises:
+            ConnectionError, TimeoutError: it cannot be reached (it is then
+                marked down); nothing was sent.
+        """
+        if self._closed:
+            raise ConnectionError("the pool is closed")
+        client = member.client
+        if client is None:
+            try:
+                # (The blocking client connects as it is made; an async one
+                # on entering.)
+                client = self._client_type(member.address, **self._options)
+                await client.__aenter__()
+            except (ConnectionError, TimeoutError, OSError):
+                self._down(member)
+                raise
+            member.client = client
+            member.failures = 0
+        return client
+
+    def _down(self, member: _Member) -> None:
+        """Mark ``member`` down: tried again after a doubling delay."""
+        first, cap = self._retry
+        member.retry_at = time.monotonic() + min(cap, first * 2 ** min(member.failures, 32))
+        member.failures += 1
+
+    async def _lost(self, member: _Member) -> None:
+        """``member``'s connection failed: drop it and mark it down."""
+        client, member.client = member.client, None
+        self._down(member)
+        if client is not None:
+            try:
+                await client.close()
+            except (ConnectionError, OSError):
+                pass
+
+    def _member_of(self, job: object) -> _Member:
+        server = getattr(job, "server", None)
+        if server is None:
+            raise ArgumentTypeError(
+                "a pool needs the job or the id it returned (a PooledJob or PooledId): "
+                f"a bare {type(job).__name__} does not say which server holds it"
+            )
+        member = self._by_address.get(_key(server))
+        if member is None:
+            raise ArgumentError(f"{server!r} is not a server of this pool")
+        return member
+
+    def _pooled(self, job: Job[Any], member: _Member) -> PooledJob[Any]:
+        return PooledJob(job.id, job.body, member.address)
+
+    # -- producer --------------------------------------------------------------------
+
+    async def put(
+        self,
+        body: TBody,
+        priority: int = DEFAULT_PRIORITY,
+        delay: int = DEFAULT_DELAY,
+        ttr: int = DEFAULT_TTR,
+    ) -> PooledId:
+        """Put a job on the next server in turn; its :class:`PooledId`.
+
+        Raises:
+            ConnectionError: no server could be reached (nothing was put).
+            ReplyLostError, TimeoutError: the put went out and its reply was
+                lost: it may have happened (it is not sent again).
+        """
+        last: BaseException | None = None
+        for member in self._candidates():
+            try:
+                client = await self._client(member)
+                job_id = await client.put(body, priority, delay, ttr)
+            except ReplyLostError:
+                await self._lost(member)
+                raise
+            except (ConnectionError, OSError) as exc:
+                # Not a ReplyLostError: the put provably never left.
+                await self._lost(member)
+                last = exc
+                continue
+            except TimeoutError as exc:
+                if member.client is not None:  # connected: the put went out
+                    await self._lost(member)
+                    raise
+                last = exc
+                continue
+            return PooledId(job_id, member.address)
+        raise ConnectionError(f"no server of the pool could take the put (last: {last})")
+
+    async def put_many(
+        self,
+        bodies: Iterable[TBody],
+        priority: int = DEFAULT_PRIORITY,
+        delay: int = DEFAULT_DELAY,
+        ttr: int = DEFAULT_TTR,
+    ) -> list[PooledId]:
+        """Put one job per body, spread over the servers in turns; their
+        :class:`PooledId`, in order. Each server's share goes as one batch
+        (the client's ``put_many``); a share that provably never left a
+        server goes to the next one.
+
+        Raises:
+            BatchError, BatchLostError: as the client's ``put_many``, for the
+                share of one server (the shares before it were put).
+            ConnectionError: no server could be reached for a share.
+        """
+        if isinstance(bodies, (str, bytes, bytearray, memoryview)):
+            raise ArgumentTypeError("put_many takes an iterable of bodies, not one body")
+        items = list(bodies)
+        shares: dict[int, list[int]] = {}
+        members: list[_Member] = []
+        for index, _ in enumerate(items):
+            member = next(self._turns)
+            if id(member) not in shares:
+                shares[id(member)] = []
+                members.append(member)
+            shares[id(member)].append(index)
+        ids: list[PooledId | None] = [None] * len(items)
+        for member in members:
+            indexes = shares[id(member)]
+            share = [items[i] for i in indexes]
+            placed = await self._put_share(member, share, priority, delay, ttr)
+            for i, job_id in zip(indexes, placed, strict=True):
+                ids[i] = job_id
+        return [i for i in ids if i is not None]
+
+    async def _put_share(
+        self, first: _Member, share: list[Any], priority: int, delay: int, ttr: int
+    ) -> list[PooledId]:
+        last: BaseException | None = None
+        others: list[_Member] = [m for m in self._members if m is not first and m.weight]
+        for member in [first, *others]:
+            if not self._up(member):
+                continue
+            try:
+                client = await self._client(member)
+                placed = await client.put_many(share, priority, delay, ttr)
+            except ReplyLostError:
+                await self._lost(member)
+                raise
+            except (ConnectionError, OSError) as exc:
+                await self._lost(member)
+                last = exc
+                continue
+            except TimeoutError as exc:
+                if member.client is not None:
+                    await self._lost(member)
+                    raise
+                last = exc
+                continue
+            return [PooledId(i, member.address) for i in placed]
+        raise ConnectionError(f"no server of the pool could take the puts (last: {last})")
+
+    def _candidates(self) -> list[_Member]:
+        """The members to try for one put: the next in turn first, then the
+        others; those marked down are left out until their retry is due."""
+        first = next(self._turns)
+        order = [first] + [m for m in self._members if m is not first and m.weight]
+        up = [m for m in order if self._up(m)]
+        return up or order[:1]
+
+    # -- worker ----------------------------------------------------------------------
+
+    async def reserve(self, timeout: int | None = None) -> PooledJob[TBody]:
+        """Reserve a job from whichever server has one (see the module).
+
+        Raises:
+            TimedOutError: no job on any server within ``timeout``.
+            ConnectionError: no server could be reached.
+        """
+        if timeout is not None and (type(timeout) is not int or timeout < 0):
+            raise ArgumentError(f"timeout must be an int of 0 or more, or None, not {timeout!r}")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self._closed:
+                raise ConnectionError("the pool is closed")
+            count = len(self._members)
+            start = self._reserve_start
+            self._reserve_start = (start + 1) % count
+            order = self._members[start:] + self._members[:start]
+            reached = 0
+            for member in order:
+                job = await self._try_reserve(member, 0)
+                if job is not None:
+                    return job
+                if member.client is not None:
+                    reached += 1
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise TimedOutError()
+            if not reached and not any(self._up(m) for m in self._members):
+                # Every server is down: wait for the first retry, within the timeout.
+                due = min(m.retry_at for m in self._members) - time.monotonic()
+                if left is not None and due >= left:
+                    raise ConnectionError("no server of the pool can be reached")
+                await self._pause(max(0.0, due))
+                continue
+            # Wait on one server for a while, then look at them all again.
+            wait = _WAIT_SLICE if left is None else max(0, min(_WAIT_SLICE, int(left)))
+            job = await self._try_reserve(order[0], wait)
+            if job is not None:
+                return job
+
+    async def _try_reserve(self, member: _Member, wait: int) -> PooledJob[TBody] | None:
+        if not self._up(member):
+            return None
+        try:
+            client = await self._client(member)
+            job = await client.reserve(timeout=wait)
+        except TimedOutError:
+            return None
+        except (ConnectionError, TimeoutError, OSError):
+            # A reserve cut off with its connection reserved nothing that
+            # stays reserved: the server gives its jobs back on close.
+            await self._lost(member)
+            return None
+        return self._pooled(job, member)
+
+    async def _pause(self, seconds: float) -> None:
+        """Wait ``seconds`` (while every server is down), in the package's
+        own library (each package's ``Pool`` says how)."""
+        raise NotImplementedError
+
+    async def delete(self, job: Any) -> None:
+        """Delete ``job`` on its server."""
+        await self._routed("delete", job)
+
+    async def release(
+        self, job: Any, priority: int = DEFAULT_PRIORITY, delay: int = DEFAULT_DELAY
+    ) -> None:
+        """Release ``job`` on its server."""
+        await self._routed("release", job, priority, delay)
+
+    async def bury(self, job: Any, priority: int = DEFAULT_PRIORITY) -> None:
+        """Bury ``job`` on its server."""
+        await self._routed("bury", job, priority)
+
+    async def touch(self, job: Any) -> None:
+        """Touch ``job`` on its server."""
+        await self._routed("touch", job)
+
+    async def kick_job(self, job: Any) -> None:
+        """Kick ``job`` on its server."""
+        await self._routed("kick_job", job)
+
+    async def stats_job(self, job: Any) -> StatsJob:
+        """``job``'s statistics, from its server."""
+        return await self._routed("stats_job", job)  # type: ignore[no-any-return]
+
+    async def peek(self, id: Any) -> PooledJob[TBody]:
+        """The job ``id`` (a :class:`PooledId`), from its server."""
+        job = await self._routed("peek", id)
+        return self._pooled(job, self._member_of(id))
+
+    async def _routed(self, method: str, job: Any, *args: Any) -> Any:
+        """Call the client ``method`` on the server that holds ``job``."""
+        member = self._member_of(job)
+        client = await self._client(member)
+        try:
+            return await getattr(client, method)(job, *args)
+        except (ConnectionError, TimeoutError, OSError):
+            await self._lost(member)
+            raise
+
+    # -- statistics ------------------------------------------------------------------
+
+    async def stats_per_server(self) -> dict[Any, Stats]:
+        """Each reachable server's ``stats()``, by address (servers that
+        cannot be reached are left out)."""
+        result: dict[Any, Stats] = {}
+        for member in self._members:
+            if not self._up(member):
+                continue
+            try:
+                client = await self._client(member)
+                result[member.address] = await client.stats()
+            except (ConnectionError, TimeoutError, OSError):
+                await self._lost(member)
+        return result
+
+    async def stats(self) -> dict[str, int]:
+        """The counters of ``stats()`` (every ``int`` field), summed over the
+        servers that answered."""
+        return _summed((await self.stats_per_server()).values())
+
+    async def stats_tube_per_server(self, tube: str) -> dict[Any, StatsTube]:
+        """Each reachable server's ``stats_tube(tube)``, by address (servers
+        without the tube, or that cannot be reached, are left out).
+
+        Raises:
+            NotFoundError: no server has the tube.
+        """
+        result: dict[Any, StatsTube] = {}
+        for member in self._members:
+            if not self._up(member):
+                continue
+            try:
+                client = await self._client(member)
+                result[member.address] = await client.stats_tube(tube)
+            except NotFoundError:
+                continue
+            except (ConnectionError, TimeoutError, OSError):
+                await self._lost(member)
+        if not result:
+            raise NotFoundError()
+        return result
+
+    async def stats_tube(self, tube: str) -> dict[str, int]:
+        """The counters of ``stats_tube(tube)`` summed over the servers that
+        have it."""
+        return _summed((await self.stats_tube_per_server(tube)).values())
+
+
+def _summed(replies: Iterable[Any]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for reply in replies:
+        for key, value in reply.items():
+            if type(value) is int:
+                total[key] = total.get(key, 0) + value
+    return total
+
+
+def _key(address: Any) -> Any:
+    """An address as a dict key (a list pair becomes a tuple)."""
+    return tuple(address) if isinstance(address, list) else address

@@ -1,0 +1,22 @@
+"""``Pool``: several servers behind the trio client's API (what it does:
+``beanproto._async_pool``)."""
+
+from __future__ import annotations
+
+import trio
+
+from beanproto._async_pool import AsyncPool
+from beanproto._job import TBody
+
+from ._client import Client
+
+__all__ = ["Pool"]
+
+
+class Pool(AsyncPool[TBody]):
+    __doc__ = AsyncPool.__doc__
+
+    _client_type = Client
+
+    async def _pause(self, seconds: float) -> None:
+        await trio.sleep(seconds)

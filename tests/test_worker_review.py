@@ -1,0 +1,539 @@
+"""Review probes for the workers (blocking, trio, asyncio) against real
+beanstalkd processes and scripted peers.
+
+Tests marked ``xfail(strict=True)`` show a defect (the reason names it);
+the others verify behaviour the review checked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from tools.beanstalkd import Server, free_port
+
+import beanproto_asyncio
+import beanproto_sync
+import beanproto_trio
+from conftest import address_of, new_tube
+from faults_support import CuttingProxy, RestartableServer, SilentServer
+from test_worker import BOUND, Running, eventually, job_stats, tube_stats
+from test_worker_async import Running as AsyncRunning
+
+pytestmark = pytest.mark.integration
+
+SHORT = 5.0  # how long a probe waits for something that should happen soon
+ASYNC = ["trio", "asyncio"]
+MODULES: dict[str, Any] = {"trio": beanproto_trio, "asyncio": beanproto_asyncio}
+THREAD_DEATH = pytest.mark.filterwarnings(
+    "ignore::pytest.PytestUnhandledThreadExceptionWarning"
+)
+
+
+@pytest.fixture
+def runs() -> Iterator[list[Any]]:
+    """Runs started by a test, stopped at teardown."""
+    started: list[Any] = []
+    yield started
+    for run in started:
+        if isinstance(run, Running):
+            run.worker.stop()
+        elif run.thread.is_alive() and run.stopper is not None:
+            try:
+                run.stopper()
+            except RuntimeError:
+                pass
+        run.thread.join(BOUND)
+
+
+def sync_run(runs: list[Any], *args: Any, **kwargs: Any) -> Running:
+    run = Running(beanproto_sync.Worker(*args, **kwargs))
+    runs.append(run)
+    return run
+
+
+def async_run(runs: list[Any], flavor: str, *args: Any, **kwargs: Any) -> AsyncRunning:
+    run = AsyncRunning(flavor, MODULES[flavor].Worker(*args, **kwargs))
+    runs.append(run)
+    return run
+
+
+def state_of(address: Any, job_id: int) -> str:
+    try:
+        return str(job_stats(address, job_id)["state"])
+    except beanproto_sync.NotFoundError:
+        return "gone"
+
+
+def messages(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name.startswith("beanproto")]
+
+
+# -- a job whose body does not decode ---------------------------------------------------
+
+
+def put_bad_then_good(address: Any, tube: str) -> tuple[int, int]:
+    with beanproto_sync.Client(address, use=tube, encoding=None) as client:
+        bad = client.put(b"\xff\xfe not utf-8", priority=0)
+        good = client.put(b"fine", priority=10)
+    return bad, good
+
+
+@THREAD_DEATH
+@pytest.mark.xfail(
+    strict=True,
+    reason="sync: JobDecodeError from reserve() is not caught: the slot thread dies "
+    "silently, its job stays reserved, the worker serves nothing more",
+)
+def test_sync_an_undecodable_job_does_not_kill_the_slot(
+    tcp_server: Server, runs: list[Any]
+) -> None:
+    address, tube = address_of(tcp_server), new_tube()
+    bad, good = put_bad_then_good(address, tube)
+    handled = threading.Event()
+    sync_run(runs, address, lambda job: handled.set(), watch=tube)
+    assert handled.wait(SHORT), "the next job was never handled"
+    eventually(lambda: state_of(address, good) == "gone", "the good job deleted", SHORT)
+    eventually(lambda: state_of(address, bad) != "reserved", "the bad job settled", SHORT)
+
+
+@pytest.mark.parametrize("aflavor", ASYNC)
+@pytest.mark.xfail(
+    strict=True,
+    reason="async: JobDecodeError from reserve() is fatal: one undecodable job stops "
+    "the whole worker (run() raises it)",
+)
+def test_async_an_undecodable_job_does_not_stop_the_worker(
+    aflavor: str, tcp_server: Server, runs: list[Any]
+) -> None:
+    address, tube = address_of(tcp_server), new_tube()
+    bad, good = put_bad_then_good(address, tube)
+    handled = threading.Event()
+
+    async def handler(job: Any) -> None:
+        handled.set()
+
+    run = async_run(runs, aflavor, address, handler, watch=tube)
+    eventually(
+        lambda: handled.is_set() or not run.thread.is_alive(), "a handler or an end", SHORT
+    )
+    assert run.error is None, f"run() raised {run.error!r}"
+    assert handled.is_set()
+    eventually(lambda: state_of(address, bad) != "reserved", "the bad job settled", SHORT)
+
+
+# -- an address the client refuses -----------------------------------------------------
+
+
+@THREAD_DEATH
+@pytest.mark.xfail(
+    strict=True,
+    reason="sync: a non-_LOST exception in a slot thread (here Client() raising "
+    "TypeError) kills the slot silently; run() goes on with no slot and never raises",
+)
+def test_sync_an_exception_in_a_slot_ends_run_with_it(runs: list[Any]) -> None:
+    run = sync_run(runs, 12345, lambda job: None)
+    run.thread.join(SHORT)
+    assert not run.thread.is_alive(), "run() still running with every slot dead"
+    assert isinstance(run.error, TypeError)
+
+
+@pytest.mark.parametrize("aflavor", ASYNC)
+def test_async_an_exception_in_a_slot_ends_run_with_it(aflavor: str, runs: list[Any]) -> None:
+    async def handler(job: Any) -> None:
+        pass
+
+    run = async_run(runs, aflavor, 12345, handler)
+    run.thread.join(SHORT)
+    assert not run.thread.is_alive()
+    assert isinstance(run.error, TypeError)
+
+
+# -- stops that take long --------------------------------------------------------------
+
+
+def test_sync_stop_while_a_slot_sets_up_its_connection_is_prompt(runs: list[Any]) -> None:
+    with SilentServer() as silent:
+        run = sync_run(
+            runs,
+            silent.address,
+            lambda job: None,
+            grace=2.0,
+            connect_timeout=10,
+            io_timeout=10,
+        )
+        eventually(lambda: any(silent.commands()), "the set-up command sent", SHORT)
+        took = run.stop()
+        assert took < 1.0, f"stop took {took:.2f} s"
+
+
+@pytest.mark.parametrize("aflavor", ASYNC)
+def test_async_stop_while_a_slot_sets_up_its_connection_is_prompt(
+    aflavor: str, runs: list[Any]
+) -> None:
+    async def handler(job: Any) -> None:
+        pass
+
+    with SilentServer() as silent:
+        run = async_run(
+            runs,
+            aflavor,
+            silent.address,
+            handler,
+            grace=2.0,
+            connect_timeout=10,
+            io_timeout=10,
+        )
+        eventually(lambda: any(silent.commands()), "the set-up command sent", SHORT)
+        took = run.stop()
+        assert took < 1.0, f"stop took {took:.2f} s"
+
+
+def test_sync_stop_while_the_server_is_down_is_prompt(runs: list[Any]) -> None:
+    address = ("127.0.0.1", free_port())
+    run = sync_run(runs, address, lambda job: None, concurrency=3, reconnect_delay=30)
+    took = run.stop()
+    assert took < 0.5, f"stop took {took:.2f} s"
+
+
+@pytest.mark.parametrize("aflavor", ASYNC)
+def test_async_stop_while_the_server_is_down_is_prompt(aflavor: str, runs: list[Any]) -> None:
+    async def handler(job: Any) -> None:
+        pass
+
+    address = ("127.0.0.1", free_port())
+    run = async_run(runs, aflavor, address, handler, concurrency=3, reconnect_delay=30)
+    took = run.stop()
+    assert took < 0.5, f"stop took {took:.2f} s"
+
+
+def test_sync_stop_before_run_and_run_twice(tcp_server: Server) -> None:
+    address, tube = address_of(tcp_server), new_tube()
+    worker = beanproto_sync.Worker(address, lambda job: None, watch=tube, concurrency=2)
+    worker.stop()
+    started = time.monotonic()
+    worker.run()
+    assert time.monotonic() - started < 0.5
+    with pytest.raises(RuntimeError):
+        worker.run()
+    assert tube_stats(address, tube)["current-waiting"] == 0
+
+
+@pytest.mark.parametrize("aflavor", ASYNC)
+def test_async_stop_before_run(aflavor: str, tcp_server: Server) -> None:
+    address, tube = address_of(tcp_server), new_tube()
+
+    async def handler(job: Any) -> None:
+        pass
+
+    worker = MODULES[aflavor].Worker(address, handler, watch=tube, concurrency=2)
+    worker.stop()
+    started = time.monotonic()
+    if aflavor == "trio":
+        import trio
+
+        trio.run(worker.run)
+        with pytest.raises(RuntimeError):
+            trio.run(worker.run)
+    else:
+        asyncio.run(worker.run())
+        with pytest.raises(RuntimeError):
+            asyncio.run(worker.run())
+    assert time.monotonic() - started < 1.0
+
+
+# -- BaseException from a handler -------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="sync: a handler's SystemExit is taken as a job failure: backoff delay, and "
+    "buried once releases >= max_releases (documented: 'its job is released')",
+)
+def test_sync_systemexit_releases_the_job(tcp_server: Server, runs: list[Any]) -> None:
+    address, tube = address_of(tcp_server), new_tube()
+    with beanproto_sync.Client(address, use=tube) as client:
+        job_id = client.put("exit", priority=5)
+
+    def handler(job: Any) -> None:
+        raise SystemExit(3)
+
+    run = sync_run(runs, address, handler, watch=tube, max_releases=0)
+    run.thread.join(SHORT)
+    assert not run.thread.is_alive()
+    assert isinstance(run.error, SystemExit)
+    stats = job_stats(address, job_id)
+    assert (stats["state"], stats["pri"], stats["releases"]) == ("ready", 5, 1)
+
+
+@pytest.mark.parametrize("aflavor", ASYNC)
+@pytest.mark.xfail(
+    strict=True,
+    reason="async: the job of a handler raising a BaseException (SystemExit) is never "
+    "released; it stays reserved, untouched, until run() closes the connection",
+)
+def test_async_systemexit_releases_the_job(
+    aflavor: str, tcp_server: Server, runs: list[Any]
+) -> None:
+    address, tube = address_of(tcp_server), new_tube()
+    with beanproto_sync.Client(address, use=tube) as client:
+        job_id = client.put("exit", priority=5)
+
+    async def handler(job: Any) -> None:
+        raise SystemExit(3)
+
+    run = async_run(runs, aflavor, address, handler, watch=tube)
+    run.thread.join(SHORT)
+    assert not run.thread.is_alive()
+    assert isinstance(run.error, SystemExit)
+    eventually(lambda: state_of(address, job_id) == "ready", "the job back", SHORT)
+    assert job_stats(address, job_id)["releases"] == 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="asyncio: a handler raising CancelledError itself (not cancelled by the "
+    "worker) ends its slot silently: the job stays reserved, the slot serves no more",
+)
+def test_asyncio_a_handler_raising_cancelled_error_keeps_its_slot(
+    tcp_server: Server, runs: list[Any]
+) -> None:
+    address, tube = address_of(tcp_server), new_tube()
+    with beanproto_sync.Client(address, use=tube) as client:
+        first = client.put("raises CancelledError", priority=0)
+        second = client.put("fine", priority=10)
+    handled: list[int] = []
+
+    async def handler(job: Any) -> None:
+        handled.append(job.id)
+        if job.id == first:
+            raise asyncio.CancelledError()
+
+    run = async_run(runs, "asyncio", address, handler, watch=tube)
+    eventually(
+        lambda: second in handled or not run.thread.is_alive(), "the second job", SHORT
+    )
+    assert second in handled
+    assert state_of(address, first) != "reserved"
+
+
+# -- touches ----------------------------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="touch_after >= a job's TTR: the first stats-job comes after the deadline, "
+    "the job times out and can go to another consumer",
+)
+def test_sync_touch_after_longer_than_the_ttr_still_keeps_the_job(
+    tcp_server: Server, runs: list[Any]
+) -> None:
+    address, tube = address_of(tcp_server), new_tube()
+    with beanproto_sync.Client(address, use=tube) as client:
+        job_id = client.put("long", ttr=1)
+    started, finish = threading.Event(), threading.Event()
+
+    def handler(job: Any) -> None:
+        started.set()
+        finish.wait(BOUND)
+
+    sync_run(runs, address, handler, watch=tube, touch_after=2.0)
+    assert started.wait(SHORT)
+    try:
+        until = time.monotonic() + 2.5
+        while time.monotonic() < until:
+            stats = job_stats(address, job_id)
+            assert stats["state"] == "reserved" and stats["timeouts"] == 0
+    finally:
+        finish.set()
+
+
+# -- a connection lost mid-job -----------------------------------------------------------
+
+
+def test_sync_a_connection_cut_mid_handler_is_reported_lost_then_redone(
+    tcp_server: Server, runs: list[Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    address, tube = address_of(tcp_server), new_tube()
+    with beanproto_sync.Client(address, use=tube) as client:
+        job_id = client.put("cut")
+    started, go_on, redone = threading.Event(), threading.Event(), threading.Event()
+    calls: list[int] = []
+
+    def handler(job: Any) -> None:
+        calls.append(job.id)
+        if len(calls) == 1:
+            started.set()
+            go_on.wait(BOUND)
+        else:
+            redone.set()
+
+    caplog.set_level(logging.DEBUG, logger="beanproto")
+    with CuttingProxy(address) as proxy:
+        run = sync_run(runs, proxy.address, handler, watch=tube, reconnect_delay=0.05)
+        assert started.wait(SHORT)
+        assert proxy.cut() == 1
+        eventually(lambda: state_of(address, job_id) == "ready", "the job back", SHORT)
+        go_on.set()
+        assert redone.wait(SHORT)
+        eventually(lambda: state_of(address, job_id) == "gone", "the job deleted", SHORT)
+        run.stop()
+    logged = messages(caplog)
+    assert calls == [job_id, job_id]
+    assert logged.count(f"job {job_id}: deleted") == 1
+    assert any(m.startswith(f"job {job_id}: reservation lost with the connection") for m in logged)
+
+
+@pytest.mark.parametrize("aflavor", ASYNC)
+def test_async_a_connection_cut_mid_handler_is_reported_lost_then_redone(
+    aflavor: str, tcp_server: Server, runs: list[Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    address, tube = address_of(tcp_server), new_tube()
+    with beanproto_sync.Client(address, use=tube) as client:
+        job_id = client.put("cut")
+    started, go_on, redone = threading.Event(), threading.Event(), threading.Event()
+    calls: list[int] = []
+    sleep: Callable[[float], Any] = (
+        beanproto_trio_sleep() if aflavor == "trio" else asyncio.sleep
+    )
+
+    async def handler(job: Any) -> None:
+        calls.append(job.id)
+        if len(calls) == 1:
+            started.set()
+            while not go_on.is_set():
+                await sleep(0.005)
+        else:
+            redone.set()
+
+    caplog.set_level(logging.DEBUG, logger="beanproto")
+    with CuttingProxy(address) as proxy:
+        run = async_run(runs, aflavor, proxy.address, handler, watch=tube, reconnect_delay=0.05)
+        assert started.wait(SHORT)
+        assert proxy.cut() == 1
+        eventually(lambda: state_of(address, job_id) == "ready", "the job back", SHORT)
+        go_on.set()
+        assert redone.wait(SHORT)
+        eventually(lambda: state_of(address, job_id) == "gone", "the job deleted", SHORT)
+        run.stop()
+    logged = messages(caplog)
+    assert calls == [job_id, job_id]
+    assert logged.count(f"job {job_id}: deleted") == 1
+    assert any(m.startswith(f"job {job_id}: reservation lost with the connection") for m in logged)
+
+
+def beanproto_trio_sleep() -> Callable[[float], Any]:
+    import trio
+
+    return trio.sleep
+
+
+# -- a server down at start --------------------------------------------------------------
+
+
+def test_sync_a_server_down_at_start_is_waited_for(
+    binlog_server: RestartableServer, runs: list[Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    address, tube = binlog_server.address, new_tube()
+    binlog_server.kill()
+    handled = threading.Event()
+    caplog.set_level(logging.INFO, logger="beanproto")
+    sync_run(runs, address, lambda job: handled.set(), watch=tube, reconnect_delay=0.05)
+    eventually(lambda: any("cannot reach" in m for m in messages(caplog)), "a retry", SHORT)
+    binlog_server.start()
+    with beanproto_sync.Client(address, use=tube) as client:
+        job_id = client.put("after the start")
+    assert handled.wait(SHORT)
+    eventually(lambda: state_of(address, job_id) == "gone", "the job deleted", SHORT)
+
+
+# -- stop racing with jobs arriving ------------------------------------------------------
+
+
+@pytest.mark.parametrize("round_", range(5))
+def test_sync_stops_amid_a_stream_of_jobs_leave_nothing_reserved(
+    tcp_server: Server, runs: list[Any], round_: int
+) -> None:
+    address, tube = address_of(tcp_server), new_tube()
+    total = 200
+    with beanproto_sync.Client(address, use=tube) as client:
+        ids = client.put_many([f"job {n}" for n in range(total)])
+    lock = threading.Lock()
+    handled: list[int] = []
+    some = threading.Event()
+
+    def handler(job: Any) -> None:
+        with lock:
+            handled.append(job.id)
+            if len(handled) >= 10 * (round_ + 1):
+                some.set()
+
+    run = sync_run(runs, address, handler, watch=tube, concurrency=8)
+    assert some.wait(SHORT)
+    run.stop()
+    stats = tube_stats(address, tube)
+    assert stats["current-jobs-reserved"] == 0
+    assert len(set(handled)) == len(handled)
+    assert stats["current-jobs-ready"] == total - len(handled)
+    for job_id in handled[:20]:
+        assert state_of(address, job_id) == "gone"
+    assert set(handled) <= set(ids)
+
+
+@pytest.mark.parametrize("aflavor", ASYNC)
+def test_async_stops_amid_a_stream_of_jobs_leave_nothing_reserved(
+    aflavor: str, tcp_server: Server, runs: list[Any]
+) -> None:
+    address, tube = address_of(tcp_server), new_tube()
+    total = 200
+    with beanproto_sync.Client(address, use=tube) as client:
+        client.put_many([f"job {n}" for n in range(total)])
+    handled: list[int] = []
+    some = threading.Event()
+
+    async def handler(job: Any) -> None:
+        handled.append(job.id)
+        if len(handled) >= 30:
+            some.set()
+
+    run = async_run(runs, aflavor, address, handler, watch=tube, concurrency=8)
+    assert some.wait(SHORT)
+    run.stop()
+    eventually(
+        lambda: tube_stats(address, tube)["current-jobs-reserved"] == 0, "nothing reserved", 2.0
+    )
+    stats = tube_stats(address, tube)
+    assert len(set(handled)) == len(handled)
+    assert stats["current-jobs-ready"] == total - len(handled)
+
+
+# -- an abandoned handler that returns later -----------------------------------------------
+
+
+def test_sync_an_abandoned_handler_returning_later_settles_nothing(
+    tcp_server: Server, runs: list[Any]
+) -> None:
+    address, tube = address_of(tcp_server), new_tube()
+    with beanproto_sync.Client(address, use=tube) as client:
+        job_id = client.put("slow", priority=4)
+    started, finish = threading.Event(), threading.Event()
+
+    def handler(job: Any) -> None:
+        started.set()
+        finish.wait(BOUND)
+
+    run = sync_run(runs, address, handler, watch=tube, grace=0.1)
+    assert started.wait(SHORT)
+    run.stop()
+    finish.set()
+    slot_thread = run.worker._slots[0].thread
+    assert slot_thread is not None
+    slot_thread.join(SHORT)
+    assert not slot_thread.is_alive()
+    stats = job_stats(address, job_id)
+    assert (stats["state"], stats["pri"], stats["releases"]) == ("ready", 4, 1)
