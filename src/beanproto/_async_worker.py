@@ -37,7 +37,13 @@ from ._async_api import AsyncAPI
 from ._async_pool import AsyncPool
 from ._job import Job, TBody
 from ._worker import BuryJob, ReleaseJob
-from .errors import ArgumentTypeError, BrokenJobError, NotFoundError, RemoteProtocolError
+from .errors import (
+    ArgumentTypeError,
+    BrokenJobError,
+    DeadlineSoonError,
+    NotFoundError,
+    RemoteProtocolError,
+)
 
 __all__ = ["AsyncWorker", "Flag", "Group", "Runtime", "Task"]
 
@@ -269,6 +275,7 @@ class AsyncWorker(Generic[TBody]):
             except BaseException as exc:
                 if self._runtime.is_cancellation(exc):
                     raise
+                log.critical("worker task failed: %r; stopping", exc, exc_info=exc)
                 if self._fatal is None:
                     self._fatal = exc
                 self.stop()
@@ -329,6 +336,11 @@ class AsyncWorker(Generic[TBody]):
             slot.state = _RESERVING
             try:
                 job = await client.reserve()
+            except DeadlineSoonError:
+                # Only a connection holding a job hears this, and a slot
+                # reserves with none: a server's stray warning, nothing to do.
+                slot.state = _IDLE
+                continue
             except BrokenJobError as exc:
                 slot.broken = exc.id
                 await self._lost(slot, f"job {exc.id} is broken ({exc})")

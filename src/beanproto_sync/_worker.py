@@ -31,7 +31,13 @@ from beanproto import _faults as faults
 from beanproto import _worker as policy
 from beanproto._job import Job, TBody
 from beanproto._worker import BuryJob, ReleaseJob
-from beanproto.errors import ArgumentTypeError, BrokenJobError, NotFoundError, RemoteProtocolError
+from beanproto.errors import (
+    ArgumentTypeError,
+    BrokenJobError,
+    DeadlineSoonError,
+    NotFoundError,
+    RemoteProtocolError,
+)
 
 from ._client import Client, ConnectionTarget
 from ._pool_api import SyncPool
@@ -185,11 +191,16 @@ class Worker(Generic[TBody]):
         self._started = True
         restore = _take_signals(self.stop)
         try:
-            keeper = threading.Thread(target=self._keep, name="beanproto-keeper", daemon=True)
+            keeper = threading.Thread(
+                target=self._guarded, args=(self._keep,), name="beanproto-keeper", daemon=True
+            )
             keeper.start()
             for number, slot in enumerate(self._slots):
                 slot.thread = threading.Thread(
-                    target=self._serve, args=(slot,), name=f"beanproto-slot-{number}", daemon=True
+                    target=self._guarded,
+                    args=(self._serve, slot),
+                    name=f"beanproto-slot-{number}",
+                    daemon=True,
                 )
                 slot.thread.start()
             log.info(
@@ -250,6 +261,18 @@ class Worker(Generic[TBody]):
             log.warning("job %d: reservation lost while stopping (%s)", job.id, exc)
         client.close()
 
+    def _guarded(self, fn: Callable[..., None], *args: Any) -> None:
+        """Run a slot's or the keeper's loop: an unexpected exception stops
+        the worker (and :meth:`run` raises it) instead of ending one thread
+        in silence."""
+        try:
+            fn(*args)
+        except BaseException as exc:
+            log.critical("worker thread failed: %r; stopping", exc, exc_info=exc)
+            if self._fatal is None:
+                self._fatal = exc
+            self.stop()
+
     # -- a slot ----------------------------------------------------------------------
 
     def _serve(self, slot: _Slot) -> None:
@@ -263,6 +286,12 @@ class Worker(Generic[TBody]):
                 slot.state = _RESERVING
             try:
                 job = client.reserve()
+            except DeadlineSoonError:
+                # Only a connection holding a job hears this, and a slot
+                # reserves with none: a server's stray warning, nothing to do.
+                with self._lock:
+                    slot.state = _IDLE
+                continue
             except BrokenJobError as exc:
                 slot.broken = exc.id  # deleted once connected again
                 self._lost(slot, client, f"job {exc.id} is broken ({exc})")
