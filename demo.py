@@ -10,8 +10,12 @@ one it cannot understand, and at the end kicks the buried job back to show
 the whole job life cycle. Both sides use ``beanproto_sync``, the blocking
 client. Then the same exchange runs on ``beanproto_trio`` and on
 ``beanproto_asyncio`` (a consumer task, a producer, a cancelled reserve that
-leaves the client working), and last the ``beanproto`` core underneath,
-pipelining three commands in one write.
+leaves the client working). Then a ``Worker`` does the same kind of work
+the way a service would (handlers in threads, a failing job released with
+backoff and then buried, a job the handler chooses to bury), and a ``Pool``
+spreads jobs over three servers (two more private ones) and a worker takes
+them from all three. Last, the ``beanproto`` core underneath, pipelining
+three commands in one write.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import socket
 import sys
 import threading
@@ -150,6 +155,95 @@ def asyncio_clients(address: Any) -> int:
     return len(done)
 
 
+class _Echo(logging.Handler):
+    """The worker's own log lines (logger ``beanproto``), shown as the demo's."""
+
+    def __init__(self, who: str) -> None:
+        super().__init__(logging.INFO)
+        self.who = who
+
+    def emit(self, record: logging.LogRecord) -> None:
+        log(self.who, record.getMessage())
+
+
+@contextlib.contextmanager
+def echo_worker_log(who: str) -> Iterator[None]:
+    logger = logging.getLogger("beanproto")
+    handler, level = _Echo(who), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def worker_service(address: Any) -> bool:
+    """A Worker: two handler threads; outcomes by what the handler does."""
+    tube = "demo-worker"
+    with beanproto_sync.Client(address, use=tube) as client:
+        for body in ["resize photo 1", "resize photo 2", "flaky upload", "unknown task"]:
+            client.put(body)
+    attempts: dict[str, int] = {}
+    finished: list[str] = []
+
+    def handler(job: beanproto_sync.Job[str]) -> None:
+        attempts[job.body] = attempts.get(job.body, 0) + 1
+        if job.body == "unknown task":
+            raise beanproto_sync.BuryJob()  # the handler's own choice
+        if job.body == "flaky upload" and attempts[job.body] < 3:
+            raise OSError("upload failed")  # released, retried after a backoff
+        finished.append(job.body)
+        if len(finished) == 3:
+            worker.stop()
+
+    worker = beanproto_sync.Worker(
+        address, handler, watch=tube, concurrency=2, backoff=0, max_releases=5
+    )
+    logging.getLogger("beanproto").propagate = False  # (no tracebacks in the demo)
+    with echo_worker_log("worker"):
+        worker.run()  # returns after stop(): SIGTERM or Ctrl-C would do the same
+    logging.getLogger("beanproto").propagate = True
+    with beanproto_sync.Client(address) as client:
+        buried = client.stats_tube(tube)["current-jobs-buried"]
+        client.use(tube)
+        client.delete(client.peek_buried())
+    log(
+        "worker",
+        f"{len(finished)} done, flaky upload took {attempts['flaky upload']} tries, "
+        f"{buried} buried",
+    )
+    return len(finished) == 3 and buried == 1
+
+
+def pool_of_three(address: Any) -> bool:
+    """A Pool over this server and two more: puts spread, ids that know
+    their server, and a worker taking jobs from all three."""
+    tube = "demo-pool"
+    with contextlib.ExitStack() as stack:
+        others = [stack.enter_context(running_beanstalkd()) for _ in range(2)]
+        addresses = [address, *(srv.address for srv in others)]
+        with beanproto_sync.Pool(addresses, use=tube, watch=tube) as pool:
+            ids = pool.put_many([f"thumbnail {n}" for n in range(6)])
+            for job_id in ids[:3]:
+                log("pool", f"put job {int(job_id)} on {job_id.server}")
+            log("pool", "ids are per server: the pool sends later commands where each job is")
+        seen: list[str] = []
+
+        def handler(job: Any) -> None:
+            seen.append(job.body)
+            if len(seen) == len(ids):
+                worker.stop()
+
+        worker = beanproto_sync.Worker(
+            beanproto_sync.Pool(addresses), handler, watch=tube, concurrency=2
+        )
+        worker.run()
+        log("pool", f"a worker on the pool handled {len(seen)} jobs from 3 servers")
+    return sorted(seen) == sorted(f"thumbnail {n}" for n in range(6))
+
+
 def pipelined_core(address: Any) -> None:
     """The sans-I/O core on a plain socket: three commands, one write."""
     conn = beanproto.Connection()
@@ -217,8 +311,10 @@ def main(argv: list[str] | None = None) -> int:
         log("demo", f"consumer completed {len(done)} of {len(USERS)} mails")
         inspect(address)
         async_done = trio_clients(address) + asyncio_clients(address)
+        served = worker_service(address)
+        pooled = pool_of_three(address)
         pipelined_core(address)
-        ok = len(done) == len(USERS) and async_done == 6
+        ok = len(done) == len(USERS) and async_done == 6 and served and pooled
     log("demo", "done" if ok else "FAILED")
     return 0 if ok else 1
 

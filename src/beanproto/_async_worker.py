@@ -433,7 +433,8 @@ class AsyncWorker(Generic[TBody]):
                 await client.bury(job, priority=priority)
             else:
                 await client.delete(job)
-            log.info("job %d: %s", job.id, policy.describe(outcome))
+            if failure is None or isinstance(failure, ReleaseJob | BuryJob):
+                log.info("job %d: %s", job.id, policy.describe(outcome))  # (failures: above)
         except NotFoundError:
             log.warning(
                 "job %d: reservation lost (its TTR ran out); not done, it will be delivered again",
