@@ -50,6 +50,8 @@ def test_the_readme_has_its_samples() -> None:
         "beanproto_asyncio",
         "beanproto_sync",  # batches and pipelines
         "beanproto_asyncio",
+        "beanproto_sync",  # a worker
+        "beanproto_sync",  # a pool
         "beanproto",
     ]
 
