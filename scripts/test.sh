@@ -33,6 +33,8 @@ echo "==> benchmark smoke runs (bench/bench_sync.py --quick; --quick --pipeline 
 echo "==> benchmark smoke runs (bench/bench_async.py --quick; --quick --pipeline --shared)"
 .venv/bin/python bench/bench_async.py --quick >/dev/null
 .venv/bin/python bench/bench_async.py --quick --pipeline --shared >/dev/null
+echo "==> benchmark smoke run (bench/bench_pool.py --quick)"
+.venv/bin/python bench/bench_pool.py --quick >/dev/null
 echo "==> benchmark smoke run (bench/callgrind.py --smoke)"
 .venv/bin/python bench/callgrind.py --smoke >/dev/null
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 import socket
 import threading
 from collections.abc import Callable, Coroutine, Iterator
@@ -20,6 +21,7 @@ import beanproto
 import beanproto_asyncio
 import beanproto_sync
 import beanproto_trio
+from beanproto._async_pool import STREAK
 from conftest import new_tube
 from faults_support import RestartableServer
 from test_worker import BOUND, eventually
@@ -97,14 +99,19 @@ def test_reserve_takes_from_every_server_without_starving_any(
     servers: list[RestartableServer],
 ) -> None:
     tube = new_tube()
+    per_server = 2 * STREAK
     for server in servers:
         with beanproto_sync.Client(server.address, use=tube) as client:
-            client.put_many([f"{server.port}-{n}" for n in range(2)])
+            client.put_many([f"{server.port}-{n}" for n in range(per_server)])
     with beanproto_sync.Pool([s.address for s in servers], watch=tube) as pool:
-        got = [pool.reserve(timeout=0) for _ in range(6)]
-        # One from each server in turn, before any server gives a second.
-        assert [j.server for j in got[:3]] == [s.address for s in servers]
-        assert collections.Counter(j.server for j in got) == {s.address: 2 for s in servers}
+        got = [pool.reserve(timeout=0) for _ in range(3 * per_server)]
+        sources = [j.server for j in got]
+        # Never more than STREAK in a row from one server while others have jobs ...
+        runs = [len(list(run)) for _, run in itertools.groupby(sources[: 2 * per_server])]
+        assert max(runs) <= STREAK
+        # ... so every server is served early, and all are emptied.
+        assert set(sources[: 3 * STREAK]) == {s.address for s in servers}
+        assert collections.Counter(sources) == {s.address: per_server for s in servers}
         for job in got:
             assert job.body.startswith(f"{job.server[1]}-")
             pool.delete(job)

@@ -16,10 +16,12 @@ every later command about a job to the server that holds it:
   (:class:`~beanproto.ReplyLostError`, :class:`TimeoutError`) is raised, never
   sent again elsewhere.
 * ``reserve`` looks at every server in turn (``reserve-with-timeout 0``),
-  starting one further on each call so that none is starved, then waits on
-  one server at a time, a second each, until a job comes or the timeout
-  ends. Only one reserve is in flight at a time, so no job is ever reserved
-  for nobody.
+  starting at the one that gave the last job (so a busy server costs one
+  round trip a job, not one per empty server), but moving on after
+  :data:`STREAK` jobs in a row from one server so that none is starved; when
+  none has a job it waits on one server at a time, a second each, until a
+  job comes or the timeout ends. Only one reserve is in flight at a time, so
+  no job is ever reserved for nobody.
 * Ids are per server: a pool returns :class:`PooledId` (an ``int`` that also
   names its server) and :class:`PooledJob`, and ``delete``, ``release``,
   ``bury``, ``touch``, ``kick_job``, ``stats_job`` and ``peek`` go where the
@@ -60,6 +62,10 @@ __all__ = ["AsyncPool"]
 
 #: The longest single wait on one server while the others are not looked at.
 _WAIT_SLICE = 1
+
+#: The most jobs ``reserve`` takes in a row from one server while another
+#: may have some.
+STREAK = 16
 
 
 class _Member:
@@ -147,7 +153,8 @@ class AsyncPool(Generic[TBody]):
             raise ArgumentError("a server is named twice")
         # Weighted round robin: each member as often as its weight.
         self._turns = itertools.cycle([m for m in self._members for _ in range(m.weight)])
-        self._reserve_start = 0
+        self._reserve_start = 0  # where the next reserve looks first
+        self._streak = 0  # jobs in a row from the server at _reserve_start
         self._closed = False
 
     @property
@@ -371,12 +378,12 @@ class AsyncPool(Generic[TBody]):
                 raise ConnectionError("the pool is closed")
             count = len(self._members)
             start = self._reserve_start
-            self._reserve_start = (start + 1) % count
             order = self._members[start:] + self._members[:start]
             reached = 0
-            for member in order:
+            for offset, member in enumerate(order):
                 job = await self._try_reserve(member, 0)
                 if job is not None:
+                    self._took_from((start + offset) % count, offset == 0)
                     return job
                 if member.client is not None:
                     reached += 1
@@ -394,7 +401,16 @@ class AsyncPool(Generic[TBody]):
             wait = _WAIT_SLICE if left is None else max(0, min(_WAIT_SLICE, int(left)))
             job = await self._try_reserve(order[0], wait)
             if job is not None:
+                self._took_from(start, True)
                 return job
+
+    def _took_from(self, index: int, again: bool) -> None:
+        """A job came from member ``index`` (``again``: the one looked at
+        first): look there first next time, unless it has had its streak."""
+        self._streak = self._streak + 1 if again else 1
+        if self._streak >= STREAK:
+            index, self._streak = (index + 1) % len(self._members), 0
+        self._reserve_start = index
 
     async def _try_reserve(self, member: _Member, wait: int) -> PooledJob[TBody] | None:
         if not self._up(member):

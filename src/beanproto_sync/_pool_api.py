@@ -36,6 +36,10 @@ __all__ = ["SyncPool"]
 #: The longest single wait on one server while the others are not looked at.
 _WAIT_SLICE = 1
 
+#: The most jobs ``reserve`` takes in a row from one server while another
+#: may have some.
+STREAK = 16
+
 
 class _Member:
     """One server of the pool, and whether it is down."""
@@ -122,7 +126,8 @@ class SyncPool(Generic[TBody]):
             raise ArgumentError("a server is named twice")
         # Weighted round robin: each member as often as its weight.
         self._turns = itertools.cycle([m for m in self._members for _ in range(m.weight)])
-        self._reserve_start = 0
+        self._reserve_start = 0  # where the next reserve looks first
+        self._streak = 0  # jobs in a row from the server at _reserve_start
         self._closed = False
 
     @property
@@ -346,12 +351,12 @@ class SyncPool(Generic[TBody]):
                 raise ConnectionError("the pool is closed")
             count = len(self._members)
             start = self._reserve_start
-            self._reserve_start = (start + 1) % count
             order = self._members[start:] + self._members[:start]
             reached = 0
-            for member in order:
+            for offset, member in enumerate(order):
                 job = self._try_reserve(member, 0)
                 if job is not None:
+                    self._took_from((start + offset) % count, offset == 0)
                     return job
                 if member.client is not None:
                     reached += 1
@@ -369,7 +374,16 @@ class SyncPool(Generic[TBody]):
             wait = _WAIT_SLICE if left is None else max(0, min(_WAIT_SLICE, int(left)))
             job = self._try_reserve(order[0], wait)
             if job is not None:
+                self._took_from(start, True)
                 return job
+
+    def _took_from(self, index: int, again: bool) -> None:
+        """A job came from member ``index`` (``again``: the one looked at
+        first): look there first next time, unless it has had its streak."""
+        self._streak = self._streak + 1 if again else 1
+        if self._streak >= STREAK:
+            index, self._streak = (index + 1) % len(self._members), 0
+        self._reserve_start = index
 
     def _try_reserve(self, member: _Member, wait: int) -> PooledJob[TBody] | None:
         if not self._up(member):
