@@ -25,6 +25,7 @@ from beanproto._async_pool import STREAK
 from conftest import new_tube
 from faults_support import RestartableServer
 from test_worker import BOUND, eventually
+from test_worker_async import Running
 
 pytestmark = pytest.mark.integration
 
@@ -216,20 +217,42 @@ def test_bad_pool_settings_are_refused_before_connecting() -> None:
         beanproto_sync.Pool([nowhere], retry_delay=0)
 
 
+RUN: dict[str, Callable[[Callable[[], Coroutine[Any, Any, None]]], None]] = {
+    "trio": lambda main: trio.run(main),
+    "asyncio": lambda main: asyncio.run(main()),
+}
+MODULES: dict[str, Any] = {"trio": beanproto_trio, "asyncio": beanproto_asyncio}
+
+
+def produce(flavor: str, addresses: list[Any], tube: str, bodies: list[str]) -> list[Any]:
+    """Put ``bodies`` through a pool of the ``flavor``'s client."""
+    if flavor == "sync":
+        with beanproto_sync.Pool(addresses, use=tube, retry_delay=0.05) as pool:
+            return pool.put_many(bodies)
+    placed: list[Any] = []
+
+    async def main() -> None:
+        async with MODULES[flavor].Pool(addresses, use=tube, retry_delay=0.05) as pool:
+            placed.extend(await pool.put_many(bodies))
+
+    RUN[flavor](main)
+    return placed
+
+
+@pytest.mark.parametrize("flavor", ["sync", "trio", "asyncio"])
 def test_a_worker_on_a_pool_loses_no_job_when_a_server_dies_and_comes_back(
-    servers: list[RestartableServer],
+    flavor: str, servers: list[RestartableServer]
 ) -> None:
     tube = new_tube()
     addresses = [s.address for s in servers]
     total = 300
-    with beanproto_sync.Pool(addresses, use=tube) as pool:
-        placed = pool.put_many([f"job {n}" for n in range(total)])
+    placed = produce(flavor, addresses, tube, [f"job {n}" for n in range(total)])
     lock = threading.Lock()
     handled: collections.Counter[tuple[Any, int]] = collections.Counter()
     bodies: dict[tuple[Any, int], str] = {}
     third = threading.Event()
 
-    def handler(job: Any) -> None:
+    def record(job: Any) -> None:
         with lock:
             key = (job.server, int(job.id))
             handled[key] += 1
@@ -237,47 +260,58 @@ def test_a_worker_on_a_pool_loses_no_job_when_a_server_dies_and_comes_back(
             if len(handled) >= total // 3:
                 third.set()
 
-    worker = beanproto_sync.Worker(
-        beanproto_sync.Pool(addresses, retry_delay=0.05),
-        handler,
-        watch=tube,
-        concurrency=4,
-        connect_timeout=2,
-    )
-    runner = threading.Thread(target=worker.run, daemon=True)
-    runner.start()
-    assert third.wait(BOUND)
-    servers[1].kill()
-    with beanproto_sync.Pool(addresses, use=tube, retry_delay=0.05) as pool:
-        more = pool.put_many([f"more {n}" for n in range(30)])  # work goes on meanwhile
-    assert all(m.server != addresses[1] for m in more)
+    async def async_record(job: Any) -> None:
+        record(job)
 
-    def handled_all_but_the_dead() -> bool:
-        with lock:
-            return {k for k in handled if k[0] != addresses[1]} >= {
-                (p.server, int(p)) for p in placed + more if p.server != addresses[1]
-            }
+    options: dict[str, Any] = {"watch": tube, "concurrency": 4, "connect_timeout": 2}
+    if flavor == "sync":
+        pool = beanproto_sync.Pool(addresses, retry_delay=0.05)
+        worker = beanproto_sync.Worker(pool, record, **options)
+        runner = threading.Thread(target=worker.run, daemon=True)
+        runner.start()
 
-    eventually(handled_all_but_the_dead, "the live servers' jobs handled")
-    servers[1].start()  # its binlog brings its jobs back
+        def stop() -> object:
+            worker.stop()
+            runner.join(BOUND)
+            assert not runner.is_alive(), "run() did not return"
+            return None
 
-    def drained() -> bool:
-        for server in servers:
-            try:
-                with beanproto_sync.Client(server.address) as client:
-                    stats = client.stats_tube(tube)
-            except beanproto_sync.NotFoundError:
-                continue
-            except ConnectionError:
-                return False
-            if stats["current-jobs-ready"] or stats["current-jobs-reserved"]:
-                return False
-        return True
+    else:
+        module = MODULES[flavor]
+        pool = module.Pool(addresses, retry_delay=0.05)
+        run = Running(flavor, module.Worker(pool, async_record, **options))
+        stop = run.stop
+    try:
+        assert third.wait(BOUND)
+        servers[1].kill()
+        more = produce(flavor, addresses, tube, [f"more {n}" for n in range(30)])
+        assert all(m.server != addresses[1] for m in more)  # work goes on meanwhile
 
-    eventually(drained, "every job handled", bound=40)
-    worker.stop()
-    runner.join(BOUND)
-    assert not runner.is_alive()
+        def handled_all_but_the_dead() -> bool:
+            with lock:
+                return {k for k in handled if k[0] != addresses[1]} >= {
+                    (p.server, int(p)) for p in placed + more if p.server != addresses[1]
+                }
+
+        eventually(handled_all_but_the_dead, "the live servers' jobs handled")
+        servers[1].start()  # its binlog brings its jobs back
+
+        def drained() -> bool:
+            for server in servers:
+                try:
+                    with beanproto_sync.Client(server.address) as client:
+                        stats = client.stats_tube(tube)
+                except beanproto_sync.NotFoundError:
+                    continue
+                except ConnectionError:
+                    return False
+                if stats["current-jobs-ready"] or stats["current-jobs-reserved"]:
+                    return False
+            return True
+
+        eventually(drained, "every job handled", bound=40)
+    finally:
+        stop()
     expected = {(p.server, int(p)) for p in placed + more}
     assert set(handled) == expected  # nothing lost, nothing from the wrong server
     for p, body in zip(placed, [f"job {n}" for n in range(total)], strict=True):
@@ -285,12 +319,6 @@ def test_a_worker_on_a_pool_loses_no_job_when_a_server_dies_and_comes_back(
 
 
 # -- the async pools --------------------------------------------------------------------
-
-RUN: dict[str, Callable[[Callable[[], Coroutine[Any, Any, None]]], None]] = {
-    "trio": lambda main: trio.run(main),
-    "asyncio": lambda main: asyncio.run(main()),
-}
-MODULES: dict[str, Any] = {"trio": beanproto_trio, "asyncio": beanproto_asyncio}
 
 
 @pytest.mark.parametrize("flavor", ["trio", "asyncio"])
