@@ -41,6 +41,7 @@ from .errors import (
     ArgumentTypeError,
     BrokenJobError,
     DeadlineSoonError,
+    JobDecodeError,
     NotFoundError,
     RemoteProtocolError,
 )
@@ -95,15 +96,23 @@ class Runtime(ABC):
     def is_cancellation(self, exc: BaseException) -> bool: ...
 
     @abstractmethod
+    def cancel_requested(self) -> bool:
+        """Whether the current task is being cancelled from outside (as far
+        as the library can tell)."""
+
+    @abstractmethod
     def watch_signals(self, group: Group, stop: Callable[[], None]) -> Callable[[], None]:
         """Make SIGTERM and SIGINT call ``stop`` while the worker runs (when
         it runs in the main thread); return the undo."""
 
 
 class _Slot:
-    __slots__ = ("client", "job", "state", "abandoned", "task", "broken")
+    __slots__ = ("client", "job", "state", "abandoned", "task", "broken", "cancelled")
 
     def __init__(self) -> None:
+        #: Set before the worker cancels the slot's task (so a handler's own
+        #: CancelledError is told from the worker's).
+        self.cancelled = False
         self.client: AsyncAPI[Any] | None = None
         self.job: Job[Any] | None = None
         self.state = _IDLE
@@ -113,13 +122,14 @@ class _Slot:
 
 
 class _Touch:
-    __slots__ = ("client", "job", "due", "ttr")
+    __slots__ = ("client", "job", "due", "ttr", "busy")
 
     def __init__(self, client: AsyncAPI[Any], job: Job[Any], due: float) -> None:
         self.client = client
         self.job = job
         self.due = due
         self.ttr: float | None = None
+        self.busy = False
 
 
 class AsyncWorker(Generic[TBody]):
@@ -149,7 +159,8 @@ class AsyncWorker(Generic[TBody]):
         max_releases: releases after which a failing job is buried.
         backoff, backoff_cap: the failure delay, in whole seconds.
         touch_after: seconds after which a running handler's job is looked
-            at (one ``stats-job``) and then kept alive.
+            at (one ``stats-job``) and then kept alive; under 1 s, the
+            shortest TTR beanstalkd gives a job.
         reconnect_delay: seconds between attempts to reach a server that
             cannot be reached.
         encoding: job bodies' encoding (``None``: ``bytes``).
@@ -213,6 +224,7 @@ class AsyncWorker(Generic[TBody]):
         self._changed: Flag | None = None
         self._fatal: BaseException | None = None
         self._started = False
+        self._group: Group | None = None
 
     # -- control ---------------------------------------------------------------------
 
@@ -243,6 +255,7 @@ class AsyncWorker(Generic[TBody]):
             self._stop.set()
         try:
             async with runtime.group() as group:
+                self._group = group
                 restore = runtime.watch_signals(group, self.stop)
                 try:
                     for slot in self._slots:
@@ -287,6 +300,7 @@ class AsyncWorker(Generic[TBody]):
         self._stopping = True
         for slot in self._slots:
             if slot.state is not _HANDLING and slot.task is not None:
+                slot.cancelled = True
                 slot.task.cancel()  # a waiting reserve ends now
         deadline = time.monotonic() + self.settings.grace
         for slot in self._slots:
@@ -313,6 +327,7 @@ class AsyncWorker(Generic[TBody]):
             except _LOST as exc:
                 log.warning("job %d: reservation lost while stopping (%s)", job.id, exc)
         assert slot.task is not None
+        slot.cancelled = True
         slot.task.cancel()
         await self._runtime.wait(slot.task.done, 1.0)
 
@@ -341,6 +356,10 @@ class AsyncWorker(Generic[TBody]):
                 # reserves with none: a server's stray warning, nothing to do.
                 slot.state = _IDLE
                 continue
+            except JobDecodeError as exc:
+                slot.state = _IDLE  # reserved here, but no handler can take it
+                await _bury_undecodable(client, exc)
+                continue
             except BrokenJobError as exc:
                 slot.broken = exc.id
                 await self._lost(slot, f"job {exc.id} is broken ({exc})")
@@ -357,16 +376,26 @@ class AsyncWorker(Generic[TBody]):
             self._touching[slot] = _Touch(client, job, due)
             if due < self._keeper_wakes and self._changed is not None:
                 self._changed.set()
-            failure: Exception | None = None
+            failure: BaseException | None = None
             try:
                 await self.handler(job)
-            except Exception as exc:  # every outcome is settled
-                failure = exc
+            except BaseException as exc:  # every outcome is settled
+                if self._runtime.is_cancellation(exc) and (
+                    slot.cancelled or self._runtime.cancel_requested()
+                ):
+                    raise  # the worker's (or its caller's) cancellation
+                failure = exc  # a handler's own CancelledError is a failure too
             finally:
                 self._touching.pop(slot, None)
                 slot.job = None  # (nothing for a stop to release from here on)
             if slot.abandoned:
                 return
+            if failure is not None and not isinstance(failure, Exception):
+                if not self._runtime.is_cancellation(failure):
+                    # SystemExit and the like: give the job back as it was, stop.
+                    await _release_as_is(client, job)
+                    raise failure
+                failure = RuntimeError(f"the handler raised {failure!r}")
             # Still _HANDLING while settling: a stop does not cancel this.
             if not await self._settle(client, job, failure):
                 await self._close(slot)
@@ -410,17 +439,14 @@ class AsyncWorker(Generic[TBody]):
         self, client: AsyncAPI[Any], job: Job[Any], failure: Exception | None
     ) -> bool:
         outcome = policy.explicit_outcome(failure)
+        if outcome is None:
+            log.error(
+                "job %d: handler failed (%s)", job.id, type(failure).__name__, exc_info=failure
+            )
         try:
             if outcome is None:
                 stats = await client.stats_job(job)
                 outcome = policy.failure_outcome(self.settings, stats["releases"], stats["pri"])
-                log.error(
-                    "job %d: handler failed (%s); %s",
-                    job.id,
-                    type(failure).__name__,
-                    policy.describe(outcome),
-                    exc_info=failure,
-                )
             if isinstance(outcome, ReleaseJob):
                 priority = outcome.priority
                 if priority is None:
@@ -433,8 +459,7 @@ class AsyncWorker(Generic[TBody]):
                 await client.bury(job, priority=priority)
             else:
                 await client.delete(job)
-            if failure is None or isinstance(failure, ReleaseJob | BuryJob):
-                log.info("job %d: %s", job.id, policy.describe(outcome))  # (failures: above)
+            log.info("job %d: %s", job.id, policy.describe(outcome))
         except NotFoundError:
             log.warning(
                 "job %d: reservation lost (its TTR ran out); not done, it will be delivered again",
@@ -456,18 +481,29 @@ class AsyncWorker(Generic[TBody]):
         runtime = self._runtime
         while True:
             now = time.monotonic()
-            due = [t for t in self._touching.values() if t.due <= now]
+            due = [t for t in self._touching.values() if t.due <= now and not t.busy]
             if due:
-                self._keeper_wakes = -math.inf
+                assert self._group is not None
                 for touch in due:
-                    await self._touch(touch)
+                    # Each touch a task of its own: a connection that stalls
+                    # must not hold back the other jobs' touches.
+                    touch.busy = True
+                    self._group.spawn(self._guarded(functools.partial(self._touch, touch)))
                 continue
-            wake = min((t.due for t in self._touching.values()), default=math.inf)
+            wake = min((t.due for t in self._touching.values() if not t.busy), default=math.inf)
             self._keeper_wakes = wake
             self._changed = runtime.flag()
             await runtime.wait(self._changed, None if wake == math.inf else wake - now)
 
     async def _touch(self, touch: _Touch) -> None:
+        try:
+            await self._touch_once(touch)
+        finally:
+            touch.busy = False
+            if self._changed is not None:
+                self._changed.set()
+
+    async def _touch_once(self, touch: _Touch) -> None:
         job = touch.job
         try:
             if touch.ttr is None:
@@ -486,11 +522,33 @@ class AsyncWorker(Generic[TBody]):
             log.warning("job %d: cannot touch (%s)", job.id, exc)
 
 
-async def _priority(client: AsyncAPI[Any], job: Job[Any]) -> int:
+async def _priority(client: AsyncAPI[Any], job: Job[Any] | int) -> int:
     try:
         return int((await client.stats_job(job))["pri"])
     except NotFoundError:
         return policy.FALLBACK_PRIORITY
+
+
+async def _release_as_is(client: AsyncAPI[Any], job: Job[Any]) -> None:
+    """Give ``job`` back at once, with its own priority (the worker stops)."""
+    try:
+        await client.release(job, priority=await _priority(client, job))
+        log.error("job %d: released, the worker stops", job.id)
+    except NotFoundError:
+        pass
+    except _LOST as exc:
+        log.warning("job %d: reservation lost while stopping (%s)", job.id, exc)
+
+
+async def _bury_undecodable(client: AsyncAPI[Any], exc: JobDecodeError) -> None:
+    """Bury a job whose body does not decode: no handler can take it."""
+    try:
+        await client.bury(exc.id, priority=await _priority(client, exc.id))
+        log.error("job %d: body does not decode (%s); buried", exc.id, exc.reason)
+    except NotFoundError:
+        pass
+    except _LOST as err:
+        log.warning("job %d: reservation lost (%s)", exc.id, err)
 
 
 async def _delete_broken(client: AsyncAPI[Any], job_id: int) -> None:

@@ -35,9 +35,12 @@ class PooledId(int):
 class PooledJob(Job[TBody]):
     """A job a pool reserved or peeked; ``server`` is where it lives."""
 
-    def __init__(self, id: int, body: TBody, server: Any) -> None:
+    def __init__(self, id: int, body: TBody, server: Any, via: Any = None) -> None:
         super().__init__(PooledId(id, server), body)  # type: ignore[arg-type]
         self.server = server
+        #: The connection (client) that reserved the job, if one did: a
+        #: reservation is only good on it.
+        self.via = via
 
     def __repr__(self) -> str:
         return f"PooledJob(id={int(self.id)!r}, body={self.body!r}, server={self.server!r})"

@@ -142,6 +142,13 @@ class Settings:
             raise ArgumentError(f"concurrency must be between 1 and 10000, not {concurrency}")
         if type(max_releases) is not int or max_releases < 0:
             raise ArgumentError(f"max_releases must be an int of 0 or more, not {max_releases!r}")
+        touch_after = _seconds(touch_after, "touch_after", positive=True)
+        if touch_after >= 1:
+            # beanstalkd's shortest TTR is 1 s: a later first look could come
+            # after the deadline of a job reserved for a second.
+            raise ArgumentError(
+                f"touch_after must be under 1 s (beanstalkd's shortest TTR), not {touch_after!r}"
+            )
         return cls(
             watch=tubes,
             concurrency=concurrency,
@@ -149,7 +156,7 @@ class Settings:
             max_releases=max_releases,
             backoff=_uint32(backoff, "backoff"),
             backoff_cap=_uint32(backoff_cap, "backoff_cap"),
-            touch_after=_seconds(touch_after, "touch_after", positive=True),
+            touch_after=touch_after,
             reconnect_delay=_seconds(reconnect_delay, "reconnect_delay", positive=True),
         )
 

@@ -25,7 +25,7 @@ __all__ = ["Worker"]
 
 class _Tasks(Group):
     def __init__(self) -> None:
-        self.tasks: list[asyncio.Task[None]] = []
+        self.tasks: set[asyncio.Task[None]] = set()
 
     def spawn(self, fn: Callable[[], Awaitable[None]]) -> Task:
         done = asyncio.Event()
@@ -34,8 +34,13 @@ class _Tasks(Group):
             await fn()
 
         task = asyncio.get_running_loop().create_task(run())
-        task.add_done_callback(lambda _: done.set())
-        self.tasks.append(task)
+        self.tasks.add(task)
+
+        def finished(_: object) -> None:
+            done.set()
+            self.tasks.discard(task)  # (touch tasks come and go: no growth)
+
+        task.add_done_callback(finished)
         return Task(task.cancel, done)
 
 
@@ -46,9 +51,10 @@ class _Asyncio(Runtime):
         try:
             yield tasks
         finally:
-            for task in tasks.tasks:
+            left = list(tasks.tasks)
+            for task in left:
                 task.cancel()
-            await asyncio.gather(*tasks.tasks, return_exceptions=True)
+            await asyncio.gather(*left, return_exceptions=True)
 
     def flag(self) -> Flag:
         return asyncio.Event()
@@ -62,6 +68,11 @@ class _Asyncio(Runtime):
 
     def is_cancellation(self, exc: BaseException) -> bool:
         return isinstance(exc, asyncio.CancelledError)
+
+    def cancel_requested(self) -> bool:
+        task = asyncio.current_task()
+        cancelling = getattr(task, "cancelling", None)  # Python 3.11+
+        return bool(cancelling()) if cancelling is not None else False
 
     def watch_signals(self, group: Group, stop: Callable[[], None]) -> Callable[[], None]:
         if threading.current_thread() is not threading.main_thread():

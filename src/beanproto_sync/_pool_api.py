@@ -221,8 +221,8 @@ class SyncPool(Generic[TBody]):
             raise ArgumentError(f"{server!r} is not a server of this pool")
         return member
 
-    def _pooled(self, job: Job[Any], member: _Member) -> PooledJob[Any]:
-        return PooledJob(job.id, job.body, member.address)
+    def _pooled(self, job: Job[Any], member: _Member, via: Any = None) -> PooledJob[Any]:
+        return PooledJob(job.id, job.body, member.address, via)
 
     # -- producer --------------------------------------------------------------------
 
@@ -398,7 +398,7 @@ class SyncPool(Generic[TBody]):
             # stays reserved: the server gives its jobs back on close.
             self._lost(member)
             return None
-        return self._pooled(job, member)
+        return self._pooled(job, member, client)
 
     def _pause(self, seconds: float) -> None:
         """Wait ``seconds`` (while every server is down), in the package's
@@ -406,22 +406,23 @@ class SyncPool(Generic[TBody]):
         raise NotImplementedError
 
     def delete(self, job: Any) -> None:
-        """Delete ``job`` on its server."""
-        self._routed("delete", job)
+        """Delete ``job`` on its server (a job this pool reserved: on the
+        connection that reserved it, see :meth:`_reserved_on`)."""
+        self._routed("delete", job, reserved=True)
 
     def release(
         self, job: Any, priority: int = DEFAULT_PRIORITY, delay: int = DEFAULT_DELAY
     ) -> None:
-        """Release ``job`` on its server."""
-        self._routed("release", job, priority, delay)
+        """Release ``job`` on its server (as for :meth:`delete`)."""
+        self._routed("release", job, priority, delay, reserved=True)
 
     def bury(self, job: Any, priority: int = DEFAULT_PRIORITY) -> None:
-        """Bury ``job`` on its server."""
-        self._routed("bury", job, priority)
+        """Bury ``job`` on its server (as for :meth:`delete`)."""
+        self._routed("bury", job, priority, reserved=True)
 
     def touch(self, job: Any) -> None:
-        """Touch ``job`` on its server."""
-        self._routed("touch", job)
+        """Touch ``job`` on its server (as for :meth:`delete`)."""
+        self._routed("touch", job, reserved=True)
 
     def kick_job(self, job: Any) -> None:
         """Kick ``job`` on its server."""
@@ -436,10 +437,29 @@ class SyncPool(Generic[TBody]):
         job = self._routed("peek", id)
         return self._pooled(job, self._member_of(id))
 
-    def _routed(self, method: str, job: Any, *args: Any) -> Any:
-        """Call the client ``method`` on the server that holds ``job``."""
+    def _routed(self, method: str, job: Any, *args: Any, reserved: bool = False) -> Any:
+        """Call the client ``method`` on the server that holds ``job``.
+
+        ``reserved``: the command acts on a reservation. A job this pool
+        reserved then goes on the connection that reserved it, never on a
+        new one: if that connection is gone, so is the reservation (the
+        server hands the job out again), and deleting it elsewhere would
+        report done a job someone else may be doing.
+
+        Raises:
+            ConnectionError: that connection was lost.
+        """
         member = self._member_of(job)
-        client = self._client(member)
+        via = getattr(job, "via", None) if reserved else None
+        if via is not None:
+            if member.client is not via:
+                raise ConnectionError(
+                    f"job {int(job.id)}: its reservation was lost with the connection that "
+                    "made it (the server hands the job out again)"
+                )
+            client = via
+        else:
+            client = self._client(member)
         try:
             return getattr(client, method)(job, *args)
         except (ConnectionError, TimeoutError, OSError):

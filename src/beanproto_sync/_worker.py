@@ -35,6 +35,7 @@ from beanproto.errors import (
     ArgumentTypeError,
     BrokenJobError,
     DeadlineSoonError,
+    JobDecodeError,
     NotFoundError,
     RemoteProtocolError,
 )
@@ -47,6 +48,8 @@ __all__ = ["Worker"]
 log = policy.logger
 
 _IDLE, _RESERVING, _HANDLING = "idle", "reserving", "handling"
+#: How often run() looks whether SIGTERM or SIGINT came (seconds).
+_SIGNAL_LOOK = 0.05
 #: What ends a connection's usefulness to a slot (it then opens a new one).
 _LOST = (ConnectionError, TimeoutError, OSError, RemoteProtocolError)
 
@@ -71,13 +74,14 @@ class _Slot:
 class _Touch:
     """A running handler's job, as the keeper sees it."""
 
-    __slots__ = ("client", "job", "due", "ttr")
+    __slots__ = ("client", "job", "due", "ttr", "busy")
 
     def __init__(self, client: Client[Any], job: Job[Any], due: float) -> None:
         self.client = client
         self.job = job
         self.due = due
         self.ttr: float | None = None  # learnt with the first stats-job
+        self.busy = False  # a touch (or the first look) is under way
 
 
 class Worker(Generic[TBody]):
@@ -107,7 +111,8 @@ class Worker(Generic[TBody]):
         max_releases: releases after which a failing job is buried.
         backoff, backoff_cap: the failure delay, in whole seconds.
         touch_after: seconds after which a running handler's job is looked
-            at (one ``stats-job``) and then kept alive.
+            at (one ``stats-job``) and then kept alive; under 1 s, the
+            shortest TTR beanstalkd gives a job.
         reconnect_delay: seconds between attempts to reach a server that
             cannot be reached.
         encoding: job bodies' encoding (``None``: ``bytes``).
@@ -167,13 +172,19 @@ class Worker(Generic[TBody]):
         self._keeper_wakes = math.inf
         self._fatal: BaseException | None = None
         self._started = False
+        self._signal_seen = False
 
     # -- control ---------------------------------------------------------------------
 
     def stop(self) -> None:
-        """Ask :meth:`run` to stop; returns at once. Safe from any thread and
-        from a signal handler."""
+        """Ask :meth:`run` to stop; returns at once. Safe from any thread."""
         self._stop.set()
+
+    def _signalled(self) -> None:
+        # A signal handler runs in the main thread between two bytecodes,
+        # maybe while run() holds the stop Event's own lock: it only sets a
+        # flag, which run() looks at every _SIGNAL_LOOK seconds.
+        self._signal_seen = True
 
     def run(self) -> None:
         """Work until :meth:`stop`, SIGTERM or SIGINT (the signals are taken
@@ -189,7 +200,7 @@ class Worker(Generic[TBody]):
         if self._started:
             raise RuntimeError("a Worker runs once; make a new one")
         self._started = True
-        restore = _take_signals(self.stop)
+        restore = _take_signals(self._signalled)
         try:
             keeper = threading.Thread(
                 target=self._guarded, args=(self._keep,), name="beanproto-keeper", daemon=True
@@ -209,7 +220,9 @@ class Worker(Generic[TBody]):
                 self.address,
                 ", ".join(self.settings.watch),
             )
-            self._stop.wait()
+            while not self._stop.wait(_SIGNAL_LOOK):
+                if self._signal_seen:
+                    break
             self._shut_down(keeper)
         finally:
             restore()
@@ -227,10 +240,13 @@ class Worker(Generic[TBody]):
         deadline = time.monotonic() + self.settings.grace
         for slot in self._slots:
             assert slot.thread is not None
-            slot.thread.join(max(0.0, deadline - time.monotonic()))
+            # Only a slot running a handler holds a job worth waiting for; one
+            # still connecting sees the stop once connected and closes.
+            if slot.state is _HANDLING:
+                slot.thread.join(max(0.0, deadline - time.monotonic()))
         for slot in self._slots:
             assert slot.thread is not None
-            if slot.thread.is_alive():
+            if slot.thread.is_alive() and slot.state is _HANDLING:
                 self._abandon(slot)
         with self._lock:
             self._touching.clear()
@@ -292,6 +308,12 @@ class Worker(Generic[TBody]):
                 with self._lock:
                     slot.state = _IDLE
                 continue
+            except JobDecodeError as exc:
+                # Reserved on this connection, but no handler can take it.
+                with self._lock:
+                    slot.state = _IDLE
+                _bury_undecodable(client, exc)
+                continue
             except BrokenJobError as exc:
                 slot.broken = exc.id  # deleted once connected again
                 self._lost(slot, client, f"job {exc.id} is broken ({exc})")
@@ -320,13 +342,16 @@ class Worker(Generic[TBody]):
                 slot.job = None
             if abandoned:
                 return
+            if failure is not None and not isinstance(failure, Exception):
+                # SystemExit and the like: give the job back as it was, and stop.
+                _release_as_is(client, job)
+                if self._fatal is None:
+                    self._fatal = failure
+                self.stop()
+                return
             if not self._settle(client, job, failure):
                 client.close()
                 slot.client = None
-            if failure is not None and not isinstance(failure, Exception):
-                self._fatal = failure
-                self.stop()
-                return
 
     def _run_handler(self, job: Job[Any]) -> BaseException | None:
         try:
@@ -381,17 +406,14 @@ class Worker(Generic[TBody]):
     def _settle(self, client: Client[Any], job: Job[Any], failure: BaseException | None) -> bool:
         """Apply the handler's outcome; whether the connection is still good."""
         outcome = policy.explicit_outcome(failure)
+        if outcome is None:
+            log.error(
+                "job %d: handler failed (%s)", job.id, type(failure).__name__, exc_info=failure
+            )
         try:
             if outcome is None:
                 stats = client.stats_job(job)
                 outcome = policy.failure_outcome(self.settings, stats["releases"], stats["pri"])
-                log.error(
-                    "job %d: handler failed (%s); %s",
-                    job.id,
-                    type(failure).__name__,
-                    policy.describe(outcome),
-                    exc_info=failure,
-                )
             if isinstance(outcome, ReleaseJob):
                 priority = outcome.priority
                 if priority is None:
@@ -404,8 +426,7 @@ class Worker(Generic[TBody]):
                 client.bury(job, priority=priority)
             else:
                 client.delete(job)
-            if failure is None or isinstance(failure, ReleaseJob | BuryJob):
-                log.info("job %d: %s", job.id, policy.describe(outcome))  # (failures: above)
+            log.info("job %d: %s", job.id, policy.describe(outcome))
         except NotFoundError:
             log.warning(
                 "job %d: reservation lost (its TTR ran out); not done, it will be delivered again",
@@ -430,17 +451,32 @@ class Worker(Generic[TBody]):
                     if self._stopping and not self._touching:
                         return
                     now = time.monotonic()
-                    due = [t for t in self._touching.values() if t.due <= now]
+                    due = [t for t in self._touching.values() if t.due <= now and not t.busy]
+                    for touch in due:
+                        touch.busy = True
                     if due:
                         break
-                    wake = min((t.due for t in self._touching.values()), default=math.inf)
+                    wake = min(
+                        (t.due for t in self._touching.values() if not t.busy), default=math.inf
+                    )
                     self._keeper_wakes = wake
                     self._changed.wait(None if wake == math.inf else wake - now)
                 self._keeper_wakes = -math.inf  # busy: a new job need not wake it
             for touch in due:
-                self._touch(touch)
+                # Each touch in a thread of its own: a connection that stalls
+                # must not hold back the other jobs' touches. (Only handlers
+                # running past touch_after have touches at all.)
+                threading.Thread(target=self._touch, args=(touch,), daemon=True).start()
 
     def _touch(self, touch: _Touch) -> None:
+        try:
+            self._touch_once(touch)
+        finally:
+            with self._lock:
+                touch.busy = False
+                self._changed.notify_all()
+
+    def _touch_once(self, touch: _Touch) -> None:
         job = touch.job
         try:
             if touch.ttr is None:
@@ -459,12 +495,34 @@ class Worker(Generic[TBody]):
             log.warning("job %d: cannot touch (%s)", job.id, exc)
 
 
-def _priority(client: Client[Any], job: Job[Any]) -> int:
+def _priority(client: Client[Any], job: Job[Any] | int) -> int:
     """The job's own priority (to keep it when releasing or burying)."""
     try:
         return int(client.stats_job(job)["pri"])
     except NotFoundError:
         return policy.FALLBACK_PRIORITY
+
+
+def _release_as_is(client: Client[Any], job: Job[Any]) -> None:
+    """Give ``job`` back at once, with its own priority (the worker stops)."""
+    try:
+        client.release(job, priority=_priority(client, job))
+        log.error("job %d: released, the worker stops", job.id)
+    except NotFoundError:
+        pass
+    except _LOST as exc:
+        log.warning("job %d: reservation lost while stopping (%s)", job.id, exc)
+
+
+def _bury_undecodable(client: Client[Any], exc: JobDecodeError) -> None:
+    """Bury a job whose body does not decode: no handler can take it."""
+    try:
+        client.bury(exc.id, priority=_priority(client, exc.id))
+        log.error("job %d: body does not decode (%s); buried", exc.id, exc.reason)
+    except NotFoundError:
+        pass
+    except _LOST as err:
+        log.warning("job %d: reservation lost (%s)", exc.id, err)
 
 
 def _delete_broken(client: Client[Any], job_id: int) -> None:

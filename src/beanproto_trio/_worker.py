@@ -60,6 +60,9 @@ class _Trio(Runtime):
     def is_cancellation(self, exc: BaseException) -> bool:
         return isinstance(exc, trio.Cancelled)
 
+    def cancel_requested(self) -> bool:
+        return trio.current_effective_deadline() == float("-inf")
+
     def watch_signals(self, group: Group, stop: Callable[[], None]) -> Callable[[], None]:
         if threading.current_thread() is not threading.main_thread():
             return lambda: None
