@@ -38,7 +38,6 @@ from ._async_pool import AsyncPool
 from ._job import Job, TBody
 from ._worker import BuryJob, ReleaseJob
 from .errors import (
-    ArgumentTypeError,
     BrokenJobError,
     DeadlineSoonError,
     JobDecodeError,
@@ -192,9 +191,8 @@ class AsyncWorker(Generic[TBody]):
         io_timeout: float | None = faults.DEFAULT_IO_TIMEOUT,
         keepalive: float | None = faults.DEFAULT_KEEPALIVE,
     ) -> None:
-        if not callable(handler):
-            raise ArgumentTypeError(f"handler must be callable, not {handler!r}")
-        self.settings = policy.Settings.checked(
+        self.settings, self._client_options = policy.prepared(
+            handler,
             watch=watch,
             concurrency=concurrency,
             grace=grace,
@@ -203,18 +201,13 @@ class AsyncWorker(Generic[TBody]):
             backoff_cap=backoff_cap,
             touch_after=touch_after,
             reconnect_delay=reconnect_delay,
+            encoding=encoding,
+            connect_timeout=connect_timeout,
+            io_timeout=io_timeout,
+            keepalive=keepalive,
         )
-        faults.Timeouts.checked(connect_timeout, io_timeout, keepalive, False)
         self.address = address
         self.handler: Callable[[Job[TBody]], Awaitable[object]] = handler
-        self._client_options: dict[str, Any] = {
-            "encoding": encoding,
-            "watch": self.settings.watch,
-            "connect_timeout": connect_timeout,
-            "io_timeout": io_timeout,
-            "keepalive": keepalive,
-            "reconnect": False,
-        }
         self._slots = [_Slot() for _ in range(self.settings.concurrency)]
         self._touching: dict[_Slot, _Touch] = {}
         self._keeper_wakes = math.inf

@@ -28,7 +28,9 @@ import logging
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
+from . import _faults as faults
 from ._commands import DEFAULT_PRIORITY
 from ._validate import MAX_UINT32, check_tube
 from .errors import ArgumentError, ArgumentTypeError
@@ -159,6 +161,26 @@ class Settings:
             touch_after=touch_after,
             reconnect_delay=_seconds(reconnect_delay, "reconnect_delay", positive=True),
         )
+
+
+def prepared(handler: object, **values: Any) -> tuple[Settings, dict[str, Any]]:
+    """What every Worker's constructor does, before anything connects:
+    check ``handler`` and the settings, and make the options each slot's
+    client is opened with (``reconnect=False``: see the module).
+
+    ``values``: the Worker's keyword arguments (its settings, ``encoding``
+    and the client timeouts).
+    """
+    if not callable(handler):
+        raise ArgumentTypeError(f"handler must be callable, not {handler!r}")
+    timeouts = {key: values.pop(key) for key in ("connect_timeout", "io_timeout", "keepalive")}
+    encoding = values.pop("encoding")
+    settings = Settings.checked(**values)
+    faults.Timeouts.checked(
+        timeouts["connect_timeout"], timeouts["io_timeout"], timeouts["keepalive"], False
+    )
+    options = {"encoding": encoding, "watch": settings.watch, **timeouts, "reconnect": False}
+    return settings, options
 
 
 def failure_outcome(settings: Settings, releases: int, priority: int) -> ReleaseJob | BuryJob:

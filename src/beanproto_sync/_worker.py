@@ -32,7 +32,6 @@ from beanproto import _worker as policy
 from beanproto._job import Job, TBody
 from beanproto._worker import BuryJob, ReleaseJob
 from beanproto.errors import (
-    ArgumentTypeError,
     BrokenJobError,
     DeadlineSoonError,
     JobDecodeError,
@@ -140,9 +139,8 @@ class Worker(Generic[TBody]):
         io_timeout: float | None = faults.DEFAULT_IO_TIMEOUT,
         keepalive: float | None = faults.DEFAULT_KEEPALIVE,
     ) -> None:
-        if not callable(handler):
-            raise ArgumentTypeError(f"handler must be callable, not {handler!r}")
-        self.settings = policy.Settings.checked(
+        self.settings, self._client_options = policy.prepared(
+            handler,
             watch=watch,
             concurrency=concurrency,
             grace=grace,
@@ -151,18 +149,13 @@ class Worker(Generic[TBody]):
             backoff_cap=backoff_cap,
             touch_after=touch_after,
             reconnect_delay=reconnect_delay,
+            encoding=encoding,
+            connect_timeout=connect_timeout,
+            io_timeout=io_timeout,
+            keepalive=keepalive,
         )
-        faults.Timeouts.checked(connect_timeout, io_timeout, keepalive, False)
         self.address = address
         self.handler: Callable[[Job[TBody]], object] = handler
-        self._client_options: dict[str, Any] = {
-            "encoding": encoding,
-            "watch": self.settings.watch,
-            "connect_timeout": connect_timeout,
-            "io_timeout": io_timeout,
-            "keepalive": keepalive,
-            "reconnect": False,
-        }
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._stop = threading.Event()  # stop() asked; ends every wait between attempts
