@@ -12,7 +12,7 @@ import socket
 import threading
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import trio
@@ -199,6 +199,33 @@ def _setup_replies(data: bytes) -> list[bytes]:
         elif line.startswith(b"ignore "):
             replies.append(b"WATCHING 1\r\n")
     return replies
+
+
+def test_put_many_keeps_every_id_when_some_puts_fail(
+    servers: list[RestartableServer],
+) -> None:
+    tube = new_tube()
+    small = RestartableServer(extra_args=("-z", "20"))  # max-job-size 20 bytes
+    small.start()
+    try:
+        addresses = [servers[0].address, small.address]
+        with beanproto_sync.Pool(addresses, use=tube) as pool:
+            with pytest.raises(beanproto.BatchError) as info:
+                pool.put_many(["a", "b", "c", "d" * 100])  # turns: first, small, first, small
+        error = info.value
+        assert not isinstance(error, beanproto.BatchLostError)
+        first, second, third, fourth = cast(list[Any], error.results)
+        assert (first.server, second.server, third.server) == (
+            addresses[0],
+            addresses[1],
+            addresses[0],
+        )
+        assert isinstance(fourth, beanproto_sync.JobTooBigError)
+        assert error.ids == [first, second, third] and list(error.failures) == [3]
+        assert [body for _, body in jobs_on(servers[0], tube)] == ["a", "c"]
+        assert [body for _, body in jobs_on(small, tube)] == ["b"]
+    finally:
+        small.stop()
 
 
 def test_bad_pool_settings_are_refused_before_connecting() -> None:

@@ -23,6 +23,8 @@ from beanproto._stats import Stats, StatsJob, StatsTube
 from beanproto.errors import (
     ArgumentError,
     ArgumentTypeError,
+    BatchError,
+    BatchLostError,
     NotFoundError,
     ReplyLostError,
     TimedOutError,
@@ -275,9 +277,12 @@ class SyncPool(Generic[TBody]):
         server goes to the next one.
 
         Raises:
-            BatchError, BatchLostError: as the client's ``put_many``, for the
-                share of one server (the shares before it were put).
-            ConnectionError: no server could be reached for a share.
+            BatchError: some puts failed (``JOB_TOO_BIG``, ``DRAINING``, a
+                share no server could take …): ``results`` has, per body, its
+                :class:`PooledId` or its exception, and ``ids`` every id put,
+                so none is lost. Every share was tried.
+            BatchLostError: the same, when some replies were lost (those puts
+                may have happened).
         """
         if isinstance(bodies, (str, bytes, bytearray, memoryview)):
             raise ArgumentTypeError("put_many takes an iterable of bodies, not one body")
@@ -290,14 +295,36 @@ class SyncPool(Generic[TBody]):
                 shares[id(member)] = []
                 members.append(member)
             shares[id(member)].append(index)
-        ids: list[PooledId | None] = [None] * len(items)
+        results: list[Any] = [None] * len(items)
+        lost: BaseException | None = None
         for member in members:
             indexes = shares[id(member)]
             share = [items[i] for i in indexes]
-            placed = self._put_share(member, share, priority, delay, ttr)
+            try:
+                placed = self._put_share(member, share, priority, delay, ttr)
+            except BatchError as exc:
+                # Some of the share's puts failed (or lost their replies): the
+                # others' ids are kept, and the other shares still go out.
+                server = getattr(exc, "server", member.address)
+                for i, result in zip(indexes, exc.results, strict=True):
+                    results[i] = PooledId(result, server) if type(result) is int else result
+                if isinstance(exc, BatchLostError):
+                    lost = exc
+                continue
+            except (ConnectionError, TimeoutError) as exc:
+                for i in indexes:
+                    results[i] = exc
+                if isinstance(exc, ReplyLostError | TimeoutError):
+                    lost = exc
+                continue
             for i, job_id in zip(indexes, placed, strict=True):
-                ids[i] = job_id
-        return [i for i in ids if i is not None]
+                results[i] = job_id
+        if any(isinstance(r, BaseException) for r in results):
+            ids = [r for r in results if isinstance(r, PooledId)]
+            if lost is not None:
+                raise BatchLostError(results, ids) from lost
+            raise BatchError(results, ids)
+        return results
 
     def _put_share(
         self, first: _Member, share: list[Any], priority: int, delay: int, ttr: int
@@ -310,6 +337,11 @@ class SyncPool(Generic[TBody]):
             try:
                 client = self._client(member)
                 placed = client.put_many(share, priority, delay, ttr)
+            except BatchError as exc:
+                exc.server = member.address  # type: ignore[attr-defined]
+                if isinstance(exc, BatchLostError):
+                    self._lost(member)
+                raise
             except ReplyLostError:
                 self._lost(member)
                 raise
