@@ -30,7 +30,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from . import _faults as faults
 from ._commands import DEFAULT_PRIORITY
 from ._validate import MAX_UINT32, check_tube
 from .errors import ArgumentError, ArgumentTypeError
@@ -171,6 +170,8 @@ def prepared(handler: object, **values: Any) -> tuple[Settings, dict[str, Any]]:
     ``values``: the Worker's keyword arguments (its settings, ``encoding``
     and the client timeouts).
     """
+    from . import _faults as faults  # (clients only: the core imports no I/O module)
+
     if not callable(handler):
         raise ArgumentTypeError(f"handler must be callable, not {handler!r}")
     timeouts = {key: values.pop(key) for key in ("connect_timeout", "io_timeout", "keepalive")}
