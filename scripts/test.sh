@@ -20,6 +20,11 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh"
 export PYTHONDONTWRITEBYTECODE=1
+if ! command -v tmux >/dev/null 2>&1; then
+    # tests/test_cli.py runs `beanproto top` in a real terminal.
+    echo "==> installing tmux (apt-get)"
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq tmux >/dev/null
+fi
 start=$SECONDS
 
 echo "==> ruff"

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("beanproto", "beanproto_sync", "beanproto_trio", "beanproto_asyncio")
+PACKAGES = ("beanproto", "beanproto_sync", "beanproto_trio", "beanproto_asyncio", "beanproto_cli")
 PYTHONS = ("3.10", "3.11", "3.12", "3.13")
 
 BUILD = """

@@ -1,0 +1,167 @@
+"""``beanproto top``: a live, full-screen view of one or several servers.
+
+curses (the standard library) draws it; ``curses.wrapper`` puts the terminal
+back however the view ends (``q``, Ctrl-C, an error). Every ``interval``
+seconds it reads ``stats`` and every tube's ``stats-tube`` and shows the
+counts and, from the change since the last look, the rates per second.
+
+Keys: ``q`` quits, ``p`` pauses (and resumes) the refresh, ``s`` sorts by
+the next column, ``r`` reverses the sort.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import beanproto_sync
+
+from ._commands import TUBE_COLUMNS, Context, _name
+
+__all__ = ["run_top", "Snapshot", "render"]
+
+#: (name, stats-tube counter) of the per-tube rates shown.
+TUBE_RATES = [("put/s", "total-jobs"), ("delete/s", "cmd-delete")]
+#: (name, stats counter) of the per-server rates shown.
+SERVER_RATES = [("put/s", "cmd-put"), ("reserve/s", "cmd-reserve"), ("delete/s", "cmd-delete")]
+SORTS = ["tube", *(column for _, column in TUBE_COLUMNS), *(name for name, _ in TUBE_RATES)]
+
+
+class Snapshot:
+    """What one look at the servers found."""
+
+    def __init__(self) -> None:
+        self.when = time.monotonic()
+        self.servers: dict[str, dict[str, Any] | str] = {}  # stats, or why not
+        self.tubes: dict[tuple[str, str], dict[str, Any]] = {}
+
+
+def look(clients: dict[str, Any], ctx: Context) -> Snapshot:
+    snap = Snapshot()
+    for server in ctx.servers:
+        name = _name(server)
+        try:
+            client = clients.get(name)
+            if client is None:
+                client = clients[name] = beanproto_sync.Client(
+                    server, None, connect_timeout=ctx.timeout, io_timeout=ctx.timeout
+                )
+            snap.servers[name] = dict(client.stats())
+            for tube in client.tubes():
+                try:
+                    snap.tubes[(name, tube)] = dict(client.stats_tube(tube))
+                except beanproto_sync.NotFoundError:
+                    continue
+        except (ConnectionError, TimeoutError, OSError) as exc:
+            snap.servers[name] = f"unreachable: {exc}"
+            stale = clients.pop(name, None)
+            if stale is not None:
+                stale.close()
+    return snap
+
+
+def _rate(now: dict[str, Any], before: dict[str, Any] | None, key: str, seconds: float) -> float:
+    if not before or seconds <= 0 or key not in before:
+        return 0.0
+    return max(0.0, float(now[key] - before[key]) / seconds)
+
+
+def render(
+    snap: Snapshot, last: Snapshot | None, sort: int, reverse: bool, paused: bool, width: int
+) -> list[str]:
+    """The screen's lines (plain text: the tests read them too)."""
+    seconds = snap.when - last.when if last else 0.0
+    state = "paused" if paused else "live"
+    lines = [
+        f"beanproto top: {len(snap.servers)} server(s), {state}, sort: {SORTS[sort]}"
+        f"{' (reversed)' if reverse else ''}   q quit  p pause  s sort  r reverse",
+        "",
+    ]
+    for name, stats in snap.servers.items():
+        if isinstance(stats, str):
+            lines.append(f"{name}  {stats}")
+            continue
+        before = last.servers.get(name) if last else None
+        old = before if isinstance(before, dict) else None
+        rates = "  ".join(
+            f"{label} {_rate(stats, old, key, seconds):7.1f}" for label, key in SERVER_RATES
+        )
+        lines.append(
+            f"{name}  v{stats['version']}  jobs ready {stats['current-jobs-ready']}"
+            f"  reserved {stats['current-jobs-reserved']}  buried {stats['current-jobs-buried']}"
+            f"  conns {stats['current-connections']}  {rates}"
+        )
+    lines.append("")
+    header = ["server", "tube", *(c for _, c in TUBE_COLUMNS), *(n for n, _ in TUBE_RATES)]
+    rows = []
+    for (server, tube), stats in snap.tubes.items():
+        before = last.tubes.get((server, tube)) if last else None
+        row: dict[str, Any] = {"server": server, "tube": tube}
+        row.update({column: stats[key] for key, column in TUBE_COLUMNS})
+        for name, key in TUBE_RATES:
+            row[name] = round(_rate(stats, before, key, seconds), 1)
+        rows.append(row)
+    key = SORTS[sort]
+    rows.sort(key=lambda r: (r[key], r["server"], r["tube"]), reverse=(key != "tube") != reverse)
+    widths = {h: max([len(h), *(len(str(r[h])) for r in rows)]) for h in header}
+    lines.append(
+        "  ".join(
+            h.rjust(widths[h]) if h not in ("server", "tube") else h.ljust(widths[h])
+            for h in header
+        )
+    )
+    for r in rows:
+        lines.append(
+            "  ".join(
+                str(r[h]).ljust(widths[h])
+                if h in ("server", "tube")
+                else str(r[h]).rjust(widths[h])
+                for h in header
+            )
+        )
+    return [line[:width] for line in lines]
+
+
+def run_top(ctx: Context, interval: float) -> int:
+    import curses
+
+    try:
+        return int(curses.wrapper(_loop, ctx, interval))
+    except KeyboardInterrupt:
+        return 0  # Ctrl-C is a way to quit (the wrapper restored the terminal)
+
+
+def _loop(screen: Any, ctx: Context, interval: float) -> int:
+    import curses
+
+    curses.curs_set(0)
+    screen.timeout(100)  # look at the keyboard ten times a second
+    clients: dict[str, Any] = {}
+    sort, reverse, paused = 0, False, False
+    last: Snapshot | None = None
+    snap = look(clients, ctx)
+    due = time.monotonic() + interval
+    try:
+        while True:
+            height, width = screen.getmaxyx()
+            screen.erase()
+            for y, line in enumerate(render(snap, last, sort, reverse, paused, width - 1)[:height]):
+                screen.addstr(y, 0, line)
+            screen.refresh()
+            key = screen.getch()
+            if key in (ord("q"), ord("Q")):
+                return 0
+            if key == ord("p"):
+                paused = not paused
+            elif key == ord("s"):
+                sort = (sort + 1) % len(SORTS)
+            elif key == ord("r"):
+                reverse = not reverse
+            elif key == curses.KEY_RESIZE:
+                curses.update_lines_cols()
+            if not paused and time.monotonic() >= due:
+                last, snap = snap, look(clients, ctx)
+                due = time.monotonic() + interval
+    finally:
+        for client in clients.values():
+            client.close()

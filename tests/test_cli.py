@@ -1,0 +1,260 @@
+"""The ``beanproto`` command against real beanstalkd servers: through its
+entry point (``main``), as ``python -m beanproto``, ``--json`` parsed, exit
+codes, and ``top`` in a real terminal (tmux: keys sent, the pane read,
+resized, quit, the terminal checked afterwards)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tools.beanstalkd import Server, running_beanstalkd
+
+import beanproto_sync
+from beanproto_cli import main
+from beanproto_cli._output import preview
+from conftest import address_of, new_tube
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def spec(server: Server) -> str:
+    address = address_of(server)
+    assert isinstance(address, tuple), "the CLI tests use TCP servers"
+    return f"{address[0]}:{address[1]}"
+
+
+def run(server: Server, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(["-s", spec(server), *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_put_peek_tubes_and_stats_with_json(
+    tcp_server: Server, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tube = new_tube()
+    code, out, _ = run(tcp_server, capsys, "put", tube, "hello", "--priority", "7", "--json")
+    assert code == 0
+    job_id = json.loads(out)["id"]
+    code, out, _ = run(tcp_server, capsys, "peek", str(job_id), "--json")
+    record = json.loads(out)
+    assert code == 0 and record["body"] == "hello" and record["stats"]["pri"] == 7
+    code, out, _ = run(tcp_server, capsys, "peek", tube, "ready")
+    assert code == 0 and "hello" in out and f"{tube}" in out
+    code, out, _ = run(tcp_server, capsys, "tubes", "--json")
+    rows = {row["tube"]: row for row in json.loads(out)}
+    assert rows[tube]["ready"] == 1 and rows[tube]["total"] == 1
+    code, out, _ = run(tcp_server, capsys, "tubes")
+    line = next(line for line in out.splitlines() if line.startswith(tube))
+    assert line.split()[1:3] == ["1", "1"]  # ready 1, urgent 1 (priority 7 < 1024)
+    code, out, _ = run(tcp_server, capsys, "stats", "--json")
+    (stats,) = json.loads(out).values()
+    assert stats["version"] and stats["current-jobs-ready"] >= 1
+    with beanproto_sync.Client(address_of(tcp_server)) as client:
+        client.delete(job_id)
+
+
+def test_binary_bodies_are_shown_safely_and_raw_on_request(
+    tcp_server: Server, tmp_path: Path
+) -> None:
+    tube = new_tube()
+    body = b"\x00\x1b[31mred\xff"
+    with beanproto_sync.Client(address_of(tcp_server), None, use=tube) as client:
+        job_id = client.put(body)
+    base = [sys.executable, "-m", "beanproto", "-s", spec(tcp_server)]
+    shown = subprocess.run([*base, "peek", str(job_id)], capture_output=True, check=True)
+    assert b"\x1b" not in shown.stdout and b"(binary, 10 bytes)" in shown.stdout
+    raw = subprocess.run([*base, "peek", str(job_id), "--raw"], capture_output=True, check=True)
+    assert raw.stdout == body
+    as_json = json.loads(
+        subprocess.run([*base, "peek", str(job_id), "--json"], capture_output=True).stdout
+    )
+    assert as_json["body"] is None and bytes.fromhex(as_json["body_hex"]) == body
+    with beanproto_sync.Client(address_of(tcp_server)) as client:
+        client.delete(job_id)
+
+
+def test_repairs_bury_kick_move_drain_delete(
+    tcp_server: Server, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tube, other = new_tube(), new_tube()
+    address = address_of(tcp_server)
+    with beanproto_sync.Client(address, use=tube) as client:
+        ids = [client.put(f"job {n}", priority=10 + n, ttr=30 + n) for n in range(3)]
+    assert run(tcp_server, capsys, "bury", tube, "2")[:2] == (0, "buried 2\n")
+    assert run(tcp_server, capsys, "kick", tube, "--all")[:2] == (0, "kicked 2\n")
+    assert run(tcp_server, capsys, "kick", tube)[0] == 1  # nothing buried or delayed
+    assert run(tcp_server, capsys, "move", tube, other)[:2] == (0, "moved 3\n")
+    with beanproto_sync.Client(address, watch=other) as client:
+        moved = []
+        for _ in range(3):
+            job = client.reserve(timeout=0)
+            stats = client.stats_job(job)
+            moved.append((job.body, stats["pri"], stats["ttr"]))
+        # (the connection closing releases them)
+    assert sorted(moved) == [(f"job {n}", 10 + n, 30 + n) for n in range(3)]
+    for job_id in ids:
+        with beanproto_sync.Client(address) as client, pytest.raises(beanproto_sync.NotFoundError):
+            client.stats_job(job_id)  # moved: the originals are gone
+    code, out, _ = run(tcp_server, capsys, "tail", other, "--count", "1", "--then", "bury")
+    assert code == 0 and "job 0" in out  # the most urgent first
+    assert run(tcp_server, capsys, "drain", other, "ready", "--yes")[:2] == (0, "deleted 2\n")
+    assert run(tcp_server, capsys, "drain", other, "ready", "--yes")[0] == 1
+    code, out, _ = run(tcp_server, capsys, "peek", other, "buried", "--json")
+    buried = json.loads(out)["id"]
+    assert run(tcp_server, capsys, "delete", str(buried))[:2] == (0, f"deleted {buried}\n")
+    code, _, err = run(tcp_server, capsys, "delete", str(buried))
+    assert code == 1 and "not found" in err
+    assert run(tcp_server, capsys, "pause", other, "1")[0] == 1  # emptied: the tube is gone
+    with beanproto_sync.Client(address, use=other) as client:
+        client.put("keeps the tube")
+        assert run(tcp_server, capsys, "pause", other, "30")[0] == 0
+        assert client.stats_tube(other)["pause"] == 30
+        client.pause_tube(other, 0)
+        client.delete(client.peek_ready())
+
+
+def test_drain_asks_first(tcp_server: Server) -> None:
+    tube = new_tube()
+    with beanproto_sync.Client(address_of(tcp_server), use=tube) as client:
+        client.put("keep me")
+    base = [sys.executable, "-m", "beanproto", "-s", spec(tcp_server), "drain", tube, "ready"]
+    refused = subprocess.run(base, input="n\n", capture_output=True, text=True)
+    assert refused.returncode == 1 and "nothing deleted" in refused.stdout
+    agreed = subprocess.run(base, input="y\n", capture_output=True, text=True)
+    assert agreed.returncode == 0 and "deleted 1" in agreed.stdout
+
+
+def test_exit_codes_for_usage_and_unreachable_servers(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["-s", "127.0.0.1:1", "stats"]) == 3
+    assert "cannot reach" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        main(["no-such-command"])
+    assert info.value.code == 2
+    with pytest.raises(SystemExit) as info:
+        main(["-s", "127.0.0.1:1", "-s", "127.0.0.1:2", "delete", "5"])
+    assert info.value.code == 2  # a job id names no server among several
+
+
+def test_several_servers_and_the_environment_default(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tube = new_tube()
+    with running_beanstalkd() as one, running_beanstalkd() as two:
+        for server in (one, two):
+            with beanproto_sync.Client(server.address, use=tube) as client:
+                client.put("x")
+        assert main(["-s", spec(one), "-s", spec(two), "tubes", "--json"]) == 0
+        rows = [r for r in json.loads(capsys.readouterr().out) if r["tube"] == tube]
+        assert sorted(r["server"] for r in rows) == sorted([spec(one), spec(two)])
+        monkeypatch.setenv("BEANSTALKD_URL", f"beanstalk://{spec(two)}")
+        assert main(["kick", tube]) == 1  # nothing to kick, but it reached the server
+        assert main(["-s", spec(one), "-s", spec(two), "drain", tube, "ready", "--yes"]) == 0
+        assert "deleted 2" in capsys.readouterr().out
+
+
+def test_preview_of_long_and_odd_bodies() -> None:
+    assert preview(b"plain text\nwith lines") == "plain text\nwith lines"
+    assert preview(b"a" * 1000).endswith("(600 more bytes)")
+    assert preview(b"\x07bell").startswith("(binary, 5 bytes)")
+
+
+# -- top in a real terminal -------------------------------------------------------------
+
+
+@pytest.fixture
+def tmux() -> Iterator[str]:
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed (scripts/test.sh installs it)")
+    name = f"beanproto-top-{os.getpid()}"
+    subprocess.run(
+        ["tmux", "new-session", "-d", "-s", name, "-x", "132", "-y", "30", "bash --norc"],
+        check=True,
+        env={**os.environ, "PS1": "$ ", "TERM": "xterm-256color"},
+    )
+    try:
+        yield name
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", name], check=False)
+
+
+def pane(name: str) -> str:
+    return subprocess.run(
+        ["tmux", "capture-pane", "-p", "-t", name], capture_output=True, text=True, check=True
+    ).stdout
+
+
+def shown(name: str, text: str, bound: float = 15.0) -> str:
+    """Wait until the pane shows ``text`` (polling the screen); the screen."""
+    deadline = time.monotonic() + bound
+    while True:
+        screen = pane(name)
+        if text in screen:
+            return screen
+        assert time.monotonic() < deadline, f"{text!r} never shown; the pane:\n{screen}"
+        time.sleep(0.05)
+
+
+def keys(name: str, *sent: str) -> None:
+    subprocess.run(["tmux", "send-keys", "-t", name, *sent], check=True)
+
+
+def test_top_shows_counts_and_rates_sorts_pauses_resizes_and_restores_the_terminal(
+    tcp_server: Server, tmux: str
+) -> None:
+    tube = new_tube()
+    with beanproto_sync.Client(address_of(tcp_server), use=tube) as client:
+        for n in range(5):
+            client.put(f"job {n}")
+    command = f"{sys.executable} -m beanproto -s {spec(tcp_server)} top --interval 0.2"
+    keys(tmux, f"cd {ROOT} && {command}; echo EXIT=$?", "Enter")
+    screen = shown(tmux, "beanproto top: 1 server(s), live, sort: tube")
+    row = next(line for line in shown(tmux, tube).splitlines() if tube in line)
+    assert row.split()[2] == "5"  # ready
+    # Rates: more puts while it runs show as put/s.
+    with beanproto_sync.Client(address_of(tcp_server), use=tube) as client:
+        client.put_many([f"more {n}" for n in range(50)])
+    shown(tmux, f"{tube}")
+    deadline = time.monotonic() + 10
+    while True:
+        row = next(line for line in pane(tmux).splitlines() if tube in line)
+        if row.split()[2] == "55":
+            break
+        assert time.monotonic() < deadline, row
+        time.sleep(0.05)
+    keys(tmux, "s")
+    shown(tmux, "sort: ready")
+    keys(tmux, "p")
+    shown(tmux, ", paused,")
+    keys(tmux, "p")
+    shown(tmux, ", live,")
+    subprocess.run(["tmux", "resize-window", "-t", tmux, "-x", "70", "-y", "12"], check=True)
+    screen = shown(tmux, "beanproto top")
+    assert all(len(line) <= 70 for line in screen.splitlines())
+    keys(tmux, "q")
+    screen = shown(tmux, "EXIT=0")
+    assert "beanproto top:" not in screen  # the full-screen view is gone
+    # The terminal is back as it was: line editing and echo on.
+    keys(
+        tmux, "stty -a | tr ' ;' '\\n\\n' | grep -x -e echo -e icanon | sort | tr '\\n' ,", "Enter"
+    )
+    shown(tmux, "echo,icanon,")
+
+
+def test_top_quits_on_ctrl_c_and_shows_an_unreachable_server(tmux: str) -> None:
+    command = f"{sys.executable} -m beanproto -s 127.0.0.1:1 top --interval 0.2"
+    keys(tmux, f"cd {ROOT} && {command}; echo EXIT=$?", "Enter")
+    shown(tmux, "unreachable")
+    keys(tmux, "C-c")
+    screen = shown(tmux, "EXIT=0")
+    assert "Traceback" not in screen
