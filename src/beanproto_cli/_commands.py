@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -67,7 +69,10 @@ def command(name: str, one_server: bool = False) -> Callable[[Command], Command]
 
 
 def _name(server: Any) -> str:
-    return f"{server[0]}:{server[1]}" if isinstance(server, tuple) else str(server)
+    if not isinstance(server, tuple):
+        return str(server)
+    host = f"[{server[0]}]" if ":" in server[0] else server[0]  # IPv6
+    return f"{host}:{server[1]}"
 
 
 # -- reading ----------------------------------------------------------------------------
@@ -124,7 +129,7 @@ def tubes(ctx: Context, args: argparse.Namespace) -> int:
 @command("peek", one_server=True)
 def peek(ctx: Context, args: argparse.Namespace) -> int:
     with ctx.client() as client:
-        if args.what.isdigit() and args.state is None:
+        if re.fullmatch(r"[0-9]+", args.what) and args.state is None:
             job = client.peek(int(args.what))
         elif args.state is None:
             raise beanproto_sync.ArgumentError(
@@ -147,9 +152,10 @@ def peek(ctx: Context, args: argparse.Namespace) -> int:
 # -- changing ---------------------------------------------------------------------------
 
 
-@command("put")
+@command("put", one_server=True)
 def put(ctx: Context, args: argparse.Namespace) -> int:
-    body = args.body.encode() if args.body is not None else sys.stdin.buffer.read()
+    # (os.fsencode: an argument that is not UTF-8 keeps its bytes)
+    body = os.fsencode(args.body) if args.body is not None else sys.stdin.buffer.read()
     with ctx.client(use=args.tube) as client:
         job_id = client.put(body, priority=args.priority, delay=args.delay, ttr=args.ttr)
     if args.json:
@@ -207,10 +213,18 @@ def bury(ctx: Context, args: argparse.Namespace) -> int:
 
 @command("pause")
 def pause(ctx: Context, args: argparse.Namespace) -> int:
+    paused = 0
     for server in ctx.servers:
         with ctx.client(server) as client:
-            client.pause_tube(args.tube, args.seconds)
-    ctx.out.write(f"paused {args.tube} for {args.seconds} s\n")
+            try:
+                client.pause_tube(args.tube, args.seconds)
+            except beanproto_sync.NotFoundError:
+                continue  # not on this server
+            paused += 1
+    if not paused:
+        ctx.out.write(f"no tube {args.tube}\n")
+        return 1
+    ctx.out.write(f"paused {args.tube} for {args.seconds} s on {paused} server(s)\n")
     return 0
 
 
@@ -229,20 +243,29 @@ def drain(ctx: Context, args: argparse.Namespace) -> int:
         ctx.out.write(f"no {args.state} jobs in {args.tube}\n")
         return 1
     if not args.yes:
-        answer = input(f"delete {total} {args.state} job(s) of {args.tube}? [y/N] ")
+        try:
+            answer = input(f"delete {total} {args.state} job(s) of {args.tube}? [y/N] ")
+        except EOFError:
+            answer = ""  # no one to answer (cron, </dev/null): no
         if answer.strip().lower() not in ("y", "yes"):
             ctx.out.write("nothing deleted\n")
             return 1
     deleted = 0
     for server in ctx.servers:
         with ctx.client(server, use=args.tube) as client:
-            while True:
+            # At most what was counted (and confirmed): jobs put since stay.
+            left = counts[server]
+            while left > 0:
                 try:
                     job = getattr(client, f"peek_{args.state}")()
+                except beanproto_sync.NotFoundError:
+                    break  # none left
+                try:
                     client.delete(job)
                 except beanproto_sync.NotFoundError:
-                    break  # none left (or taken meanwhile: peek again)
+                    continue  # a consumer took it meanwhile: peek again
                 deleted += 1
+                left -= 1
     ctx.out.write(f"deleted {deleted}\n")
     return 0
 
@@ -253,10 +276,17 @@ def move(ctx: Context, args: argparse.Namespace) -> int:
     priority and TTR, and only then delete it: a failure midway leaves the
     job in the source (released when the connection closes), never lost; at
     worst it is in both."""
+    if args.source == args.destination:
+        raise beanproto_sync.ArgumentError("move: the source and the destination are one tube")
     moved = 0
     for server in ctx.servers:
         with ctx.client(server, use=args.destination, watch=args.source) as client:
-            while True:
+            try:
+                left = client.stats_tube(args.source)["current-jobs-ready"]
+            except beanproto_sync.NotFoundError:
+                continue
+            while left > 0:  # what was there: not jobs put since
+                left -= 1
                 try:
                     job = client.reserve(timeout=0)
                 except beanproto_sync.TimedOutError:
@@ -269,21 +299,27 @@ def move(ctx: Context, args: argparse.Namespace) -> int:
     return 0 if moved else 1
 
 
-@command("tail")
+@command("tail", one_server=True)
 def tail(ctx: Context, args: argparse.Namespace) -> int:
-    """Reserve, print, then act. Jobs to release are held until the end (a
-    released job is ready again, and the next reserve would get it back) and
-    then released with their priority."""
-    seen = 0
+    """Reserve, print, then act. Jobs to release are held (a released job is
+    ready again, and the next reserve would get it back) and released, with
+    their priority, at the end: when the tube has no more ready jobs, after
+    ``--count``, or as soon as one held job nears its TTR (the server's
+    DEADLINE_SOON) or comes back because its TTR ran out."""
+    seen: set[int] = set()
     held: list[tuple[Any, int]] = []
     with ctx.client(watch=args.tube) as client:
         try:
-            while not args.count or seen < args.count:
+            while not args.count or len(seen) < args.count:
                 try:
                     job = client.reserve(timeout=args.wait)
-                except beanproto_sync.TimedOutError:
+                except (beanproto_sync.TimedOutError, beanproto_sync.DeadlineSoonError):
                     break
                 stats = client.stats_job(job)
+                if job.id in seen:  # its TTR ran out while held: seen already
+                    client.release(job, priority=stats["pri"])
+                    break
+                seen.add(job.id)
                 if args.json:
                     record = {"id": job.id, "stats": dict(stats), **output.body_fields(job.body)}
                     output.emit_line(record, ctx.out)
@@ -297,7 +333,6 @@ def tail(ctx: Context, args: argparse.Namespace) -> int:
                     client.bury(job, priority=stats["pri"])
                 else:
                     held.append((job, stats["pri"]))
-                seen += 1
         finally:
             for job, priority in held:
                 with contextlib.suppress(beanproto_sync.NotFoundError):

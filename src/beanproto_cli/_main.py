@@ -108,7 +108,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; its exit code."""
     parser = _parser()
     args = parser.parse_args(argv)
-    servers = args.server or [parse_server(os.environ.get("BEANSTALKD_URL") or DEFAULT_SERVER)]
+    servers = args.server
+    if not servers:
+        try:
+            servers = [parse_server(os.environ.get("BEANSTALKD_URL") or DEFAULT_SERVER)]
+        except argparse.ArgumentTypeError as exc:
+            parser.error(f"$BEANSTALKD_URL: {exc}")
     run = commands.COMMANDS[args.command]
     if getattr(run, "one_server", False) and len(servers) > 1:
         parser.error(f"{args.command} acts on one server: give one -s (job ids are per server)")
@@ -121,6 +126,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (beanproto_sync.ArgumentError, beanproto_sync.ArgumentTypeError) as exc:
         print(f"beanproto: {exc}", file=sys.stderr)
         return USAGE
+    except BrokenPipeError:
+        # The reader went away (`beanproto tubes | head -1`): not an error.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return OK
+    except (beanproto_sync.BeanstalkdError, beanproto_sync.RemoteProtocolError) as exc:
+        print(f"beanproto: the server refused: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return NOTHING
     except (ConnectionError, TimeoutError, OSError) as exc:
         print(f"beanproto: cannot reach the server: {exc}", file=sys.stderr)
         return UNREACHABLE

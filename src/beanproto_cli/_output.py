@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+import unicodedata
 from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
 
@@ -63,9 +64,17 @@ def _text(body: bytes) -> str | None:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         return None
-    if any((ord(ch) < 32 and ch not in "\t\n\r") or ord(ch) == 127 for ch in text):
-        return None
+    if any(_unsafe(ch) for ch in text) or "\r" in text.replace("\r\n", ""):
+        return None  # (a bare CR could overwrite the line on screen)
     return text
+
+
+def _unsafe(ch: str) -> bool:
+    """Characters a terminal may act on: C0 and C1 controls, DEL, and the
+    invisible format characters (bidi overrides …); tab, CR and LF aside."""
+    if ch in "\t\n\r":
+        return False
+    return unicodedata.category(ch) in ("Cc", "Cf")
 
 
 def body_fields(body: bytes) -> dict[str, Any]:

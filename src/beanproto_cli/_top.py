@@ -11,6 +11,9 @@ the next column, ``r`` reverses the sort.
 
 from __future__ import annotations
 
+import contextlib
+import sys
+import threading
 import time
 from typing import Any
 
@@ -125,43 +128,86 @@ def render(
 def run_top(ctx: Context, interval: float) -> int:
     import curses
 
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        print("beanproto: top needs a terminal", file=sys.stderr)
+        return 2
     try:
         return int(curses.wrapper(_loop, ctx, interval))
     except KeyboardInterrupt:
         return 0  # Ctrl-C is a way to quit (the wrapper restored the terminal)
+    except curses.error as exc:
+        print(f"beanproto: top cannot use this terminal ({exc})", file=sys.stderr)
+        return 2
 
 
 def _loop(screen: Any, ctx: Context, interval: float) -> int:
     import curses
 
-    curses.curs_set(0)
+    with contextlib.suppress(curses.error):
+        curses.curs_set(0)  # (a terminal without an invisible cursor keeps it)
     screen.timeout(100)  # look at the keyboard ten times a second
-    clients: dict[str, Any] = {}
     sort, reverse, paused = 0, False, False
-    last: Snapshot | None = None
-    snap = look(clients, ctx)
-    due = time.monotonic() + interval
+    poller = _Poller(ctx, interval)
+    poller.start()
     try:
         while True:
+            last, snap = poller.latest()
             height, width = screen.getmaxyx()
             screen.erase()
             for y, line in enumerate(render(snap, last, sort, reverse, paused, width - 1)[:height]):
-                screen.addstr(y, 0, line)
+                with contextlib.suppress(curses.error):  # (the last cell of a tiny screen)
+                    screen.addstr(y, 0, line)
             screen.refresh()
             key = screen.getch()
             if key in (ord("q"), ord("Q")):
                 return 0
             if key == ord("p"):
                 paused = not paused
+                poller.paused = paused
             elif key == ord("s"):
                 sort = (sort + 1) % len(SORTS)
             elif key == ord("r"):
                 reverse = not reverse
             elif key == curses.KEY_RESIZE:
                 curses.update_lines_cols()
-            if not paused and time.monotonic() >= due:
-                last, snap = snap, look(clients, ctx)
-                due = time.monotonic() + interval
     finally:
-        for client in clients.values():
-            client.close()
+        poller.stop()
+
+
+class _Poller(threading.Thread):
+    """Looks at the servers every ``interval`` in a thread of its own, so a
+    server that hangs never freezes the screen or the keys."""
+
+    def __init__(self, ctx: Context, interval: float) -> None:
+        super().__init__(daemon=True)
+        self.ctx, self.interval = ctx, interval
+        self.paused = False
+        self._stop_event = threading.Event()
+        self._lock = threading.Lock()
+        self._clients: dict[str, Any] = {}
+        self._last: Snapshot | None = None
+        self._snap = Snapshot()
+        self._snap.servers = {_name(s): "connecting…" for s in ctx.servers}
+
+    def latest(self) -> tuple[Snapshot | None, Snapshot]:
+        with self._lock:
+            return self._last, self._snap
+
+    def run(self) -> None:
+        try:
+            while not self._stop_event.is_set():
+                if not self.paused:
+                    snap = look(self._clients, self.ctx)
+                    with self._lock:
+                        if self._snap.tubes or isinstance(
+                            next(iter(self._snap.servers.values()), None), dict
+                        ):
+                            self._last = self._snap
+                        self._snap = snap
+                self._stop_event.wait(self.interval)
+        finally:
+            for client in self._clients.values():
+                client.close()
+
+    def stop(self) -> None:
+        self._stop_event.set()
