@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tools.beanstalkd import Server, running_beanstalkd
@@ -258,3 +259,33 @@ def test_top_quits_on_ctrl_c_and_shows_an_unreachable_server(tmux: str) -> None:
     keys(tmux, "C-c")
     screen = shown(tmux, "EXIT=0")
     assert "Traceback" not in screen
+
+
+def test_top_screen_lines_counts_rates_and_sorting(tcp_server: Server) -> None:
+    """What top draws, without a terminal: two looks a known time apart."""
+    from beanproto_cli._commands import Context
+    from beanproto_cli._top import SORTS, look, render
+
+    tube = new_tube()
+    ctx = Context(servers=[address_of(tcp_server)], timeout=5.0, out=sys.stdout)
+    clients: dict[str, Any] = {}
+    try:
+        first = look(clients, ctx)
+        with beanproto_sync.Client(address_of(tcp_server), use=tube) as client:
+            client.put_many(["x"] * 20)
+        second = look(clients, ctx)
+        second.when = first.when + 2.0  # as if two seconds apart
+        lines = render(second, first, SORTS.index("ready"), False, False, 200)
+        assert lines[0].startswith("beanproto top: 1 server(s), live, sort: ready")
+        (row,) = [line for line in lines if tube in line]
+        fields = row.split()
+        assert fields[2] == "20"  # ready
+        assert float(fields[-2]) == 10.0  # put/s: 20 puts in 2 s (a new tube counts from 0)
+        header = next(n for n, line in enumerate(lines) if line.startswith("server "))
+        readies = [int(line.split()[2]) for line in lines[header + 1 :] if line.strip()]
+        assert readies == sorted(readies, reverse=True)  # most ready first
+        paused = render(second, first, 0, True, True, 40)
+        assert ", paused," in paused[0] and all(len(line) <= 40 for line in paused)
+    finally:
+        for open_client in clients.values():
+            open_client.close()

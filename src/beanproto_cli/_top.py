@@ -64,9 +64,11 @@ def look(clients: dict[str, Any], ctx: Context) -> Snapshot:
 
 
 def _rate(now: dict[str, Any], before: dict[str, Any] | None, key: str, seconds: float) -> float:
-    if not before or seconds <= 0 or key not in before:
+    """``key``'s change per second (a counter missing before counts from 0:
+    a tube that appeared since the last look)."""
+    if before is None or seconds <= 0:
         return 0.0
-    return max(0.0, float(now[key] - before[key]) / seconds)
+    return max(0.0, float(now[key] - before.get(key, 0)) / seconds)
 
 
 def render(
@@ -98,7 +100,7 @@ def render(
     header = ["server", "tube", *(c for _, c in TUBE_COLUMNS), *(n for n, _ in TUBE_RATES)]
     rows = []
     for (server, tube), stats in snap.tubes.items():
-        before = last.tubes.get((server, tube)) if last else None
+        before = last.tubes.get((server, tube), {}) if last else None
         row: dict[str, Any] = {"server": server, "tube": tube}
         row.update({column: stats[key] for key, column in TUBE_COLUMNS})
         for name, key in TUBE_RATES:
