@@ -211,8 +211,15 @@ def keys(name: str, *sent: str) -> None:
 
 
 def test_top_shows_counts_and_rates_sorts_pauses_resizes_and_restores_the_terminal(
-    tcp_server: Server, tmux: str
+    tmux: str,
 ) -> None:
+    # A server of its own: the shared one has the other tests' tubes, more
+    # rows than the screen has.
+    with running_beanstalkd() as server:
+        _top_session(server, tmux)
+
+
+def _top_session(tcp_server: Server, tmux: str) -> None:
     tube = new_tube()
     with beanproto_sync.Client(address_of(tcp_server), use=tube) as client:
         for n in range(5):

@@ -331,8 +331,7 @@ class Worker(Generic[TBody]):
             with self._lock:
                 self._touching.pop(slot, None)
                 abandoned = slot.abandoned
-                slot.state = _IDLE
-                slot.job = None
+                slot.job = None  # (nothing for a stop to release from here on)
             if abandoned:
                 return
             if failure is not None and not isinstance(failure, Exception):
@@ -342,9 +341,12 @@ class Worker(Generic[TBody]):
                     self._fatal = failure
                 self.stop()
                 return
+            # Still _HANDLING while settling: a stop waits for it (grace).
             if not self._settle(client, job, failure):
                 client.close()
                 slot.client = None
+            with self._lock:
+                slot.state = _IDLE
 
     def _run_handler(self, job: Job[Any]) -> BaseException | None:
         try:
