@@ -6,8 +6,6 @@ resized, quit, the terminal checked afterwards)."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 import time
@@ -22,6 +20,7 @@ import beanproto_sync
 from beanproto_cli import main
 from beanproto_cli._output import preview
 from conftest import address_of, new_tube
+from tmux_support import keys, pane, session, shown
 
 pytestmark = pytest.mark.integration
 
@@ -175,39 +174,8 @@ def test_preview_of_long_and_odd_bodies() -> None:
 
 @pytest.fixture
 def tmux() -> Iterator[str]:
-    if shutil.which("tmux") is None:
-        pytest.skip("tmux is not installed (scripts/test.sh installs it)")
-    name = f"beanproto-top-{os.getpid()}"
-    subprocess.run(
-        ["tmux", "new-session", "-d", "-s", name, "-x", "132", "-y", "30", "bash --norc"],
-        check=True,
-        env={**os.environ, "PS1": "$ ", "TERM": "xterm-256color"},
-    )
-    try:
+    with session(132, 30) as name:
         yield name
-    finally:
-        subprocess.run(["tmux", "kill-session", "-t", name], check=False)
-
-
-def pane(name: str) -> str:
-    return subprocess.run(
-        ["tmux", "capture-pane", "-p", "-t", name], capture_output=True, text=True, check=True
-    ).stdout
-
-
-def shown(name: str, text: str, bound: float = 15.0) -> str:
-    """Wait until the pane shows ``text`` (polling the screen); the screen."""
-    deadline = time.monotonic() + bound
-    while True:
-        screen = pane(name)
-        if text in screen:
-            return screen
-        assert time.monotonic() < deadline, f"{text!r} never shown; the pane:\n{screen}"
-        time.sleep(0.05)
-
-
-def keys(name: str, *sent: str) -> None:
-    subprocess.run(["tmux", "send-keys", "-t", name, *sent], check=True)
 
 
 def test_top_shows_counts_and_rates_sorts_pauses_resizes_and_restores_the_terminal(

@@ -8,7 +8,6 @@ from __future__ import annotations
 import builtins
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from beanproto_cli._commands import _name
 from beanproto_cli._main import parse_server
 from beanproto_cli._output import preview
 from conftest import SMALL_JOB_SIZE, ServerPool, address_of, new_tube
+from tmux_support import keys, session, shown
 
 pytestmark = pytest.mark.integration
 
@@ -434,38 +434,8 @@ def test_drain_racing_a_consumer_deletes_the_rest(
 
 @pytest.fixture
 def tmux() -> Iterator[str]:
-    if shutil.which("tmux") is None:
-        pytest.skip("tmux is not installed")
-    name = f"beanproto-review-{os.getpid()}-{time.monotonic_ns()}"
-    subprocess.run(
-        ["tmux", "new-session", "-d", "-s", name, "-x", "100", "-y", "12", "bash --norc"],
-        check=True,
-        env={**os.environ, "PS1": "$ ", "TERM": "xterm-256color"},
-    )
-    try:
+    with session(100, 12) as name:
         yield name
-    finally:
-        subprocess.run(["tmux", "kill-session", "-t", name], check=False)
-
-
-def pane(name: str) -> str:
-    return subprocess.run(
-        ["tmux", "capture-pane", "-p", "-t", name], capture_output=True, text=True, check=True
-    ).stdout
-
-
-def shown(name: str, text: str, bound: float = 15.0) -> str:
-    deadline = time.monotonic() + bound
-    while True:
-        screen = pane(name)
-        if text in screen:
-            return screen
-        assert time.monotonic() < deadline, f"{text!r} never shown; the pane:\n{screen}"
-        time.sleep(0.05)  # polling the screen, bounded above
-
-
-def keys(name: str, *sent: str) -> None:
-    subprocess.run(["tmux", "send-keys", "-t", name, *sent], check=True)
 
 
 def start_top(name: str, *args: str, prefix: str = "") -> None:

@@ -269,27 +269,10 @@ class AsyncPool(Generic[TBody]):
             ReplyLostError, TimeoutError: the put went out and its reply was
                 lost: it may have happened (it is not sent again).
         """
-        last: BaseException | None = None
-        for member in self._candidates():
-            try:
-                client = await self._client(member)
-                job_id = await client.put(body, priority, delay, ttr)
-            except ReplyLostError:
-                await self._lost(member)
-                raise
-            except (ConnectionError, OSError) as exc:
-                # Not a ReplyLostError: the put provably never left.
-                await self._lost(member)
-                last = exc
-                continue
-            except TimeoutError as exc:
-                if member.client is not None:  # connected: the put went out
-                    await self._lost(member)
-                    raise
-                last = exc
-                continue
-            return PooledId(job_id, member.address)
-        raise ConnectionError(f"no server of the pool could take the put (last: {last})")
+        member, job_id = await self._placed(
+            self._candidates(), lambda client: client.put(body, priority, delay, ttr)
+        )
+        return PooledId(job_id, member.address)
 
     async def put_many(
         self,
@@ -356,14 +339,30 @@ class AsyncPool(Generic[TBody]):
     async def _put_share(
         self, first: _Member, share: list[Any], priority: int, delay: int, ttr: int
     ) -> list[PooledId]:
-        last: BaseException | None = None
         others: list[_Member] = [m for m in self._members if m is not first and m.weight]
-        for member in [first, *others]:
-            if not self._up(member):
-                continue
+        order = [m for m in [first, *others] if self._up(m)]
+        member, placed = await self._placed(
+            order, lambda client: client.put_many(share, priority, delay, ttr)
+        )
+        return [PooledId(i, member.address) for i in placed]
+
+    async def _placed(self, order: list[_Member], put: Any) -> tuple[_Member, Any]:
+        """``put(client)`` on the first member of ``order`` that takes it, and
+        that member. The next one is tried only when the put provably never
+        left (the connection could not be made, or a plain
+        :class:`ConnectionError`: found closed before sending).
+
+        Raises:
+            ReplyLostError, TimeoutError: the put went out and its reply was
+                lost (never sent again elsewhere).
+            BatchError: some of a batch's puts failed (``server`` says where).
+            ConnectionError: no member took it.
+        """
+        last: BaseException | None = None
+        for member in order:
             try:
                 client = await self._client(member)
-                placed = await client.put_many(share, priority, delay, ttr)
+                return member, await put(client)
             except BatchError as exc:
                 exc.server = member.address  # type: ignore[attr-defined]
                 if isinstance(exc, BatchLostError):
@@ -373,17 +372,14 @@ class AsyncPool(Generic[TBody]):
                 await self._lost(member)
                 raise
             except (ConnectionError, OSError) as exc:
-                await self._lost(member)
+                await self._lost(member)  # not a ReplyLostError: it never left
                 last = exc
-                continue
             except TimeoutError as exc:
-                if member.client is not None:
+                if member.client is not None:  # connected: the put went out
                     await self._lost(member)
                     raise
                 last = exc
-                continue
-            return [PooledId(i, member.address) for i in placed]
-        raise ConnectionError(f"no server of the pool could take the puts (last: {last})")
+        raise ConnectionError(f"no server of the pool could take the put (last: {last})")
 
     def _candidates(self) -> list[_Member]:
         """The members to try for one put: the next in turn first, then the
