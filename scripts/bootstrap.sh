@@ -2,8 +2,9 @@
 #
 # - the Debian package beanstalkd, when no beanstalkd is on PATH;
 # - a virtualenv in .venv (the main development one) with beanproto
-#   (editable), the public trio extra, and the development dependency groups
-#   of pyproject.toml (test, bench; fuzz when atheris installs).
+#   (editable), the public trio and anyio extras, and the development
+#   dependency groups of pyproject.toml (test, bench, docs; fuzz when
+#   atheris installs).
 #
 # It also defines ensure_venv, which scripts/test.sh uses for one virtualenv
 # per Python version (.venvs/3.X). Re-running is cheap: a virtualenv is
@@ -25,7 +26,7 @@ if ! command -v beanstalkd >/dev/null 2>&1 && [ ! -x /usr/bin/beanstalkd ] && [ 
 fi
 
 # ensure_venv DIR PYTHON GROUP...: DIR is a virtualenv made by PYTHON with
-# beanproto installed editable with the trio extra and the given dependency
+# beanproto installed editable with the trio and anyio extras and the given dependency
 # groups (PEP 735, which needs pip >= 25.1: pip is upgraded first).
 ensure_venv() {
     local dir="$1" python="$2"
@@ -46,12 +47,12 @@ ensure_venv() {
         "$dir/bin/python" -m pip install -q --upgrade "pip>=25.1"
         local groups=()
         for group in "$@"; do groups+=(--group "$group"); done
-        "$dir/bin/python" -m pip install -q -e ".[trio]" "${groups[@]}"
+        "$dir/bin/python" -m pip install -q -e ".[trio,anyio]" "${groups[@]}"
         echo "$want" > "$stamp"
     fi
 }
 
-ensure_venv .venv "${PYTHON:-python3}" test bench
+ensure_venv .venv "${PYTHON:-python3}" test bench docs
 if [ "$(cat .venv/.beanproto-fuzz-tried 2>/dev/null)" != "$(cat .venv/.beanproto-installed)" ]; then
     # atheris (the coverage-guided fuzzer) is optional: without it the short
     # fuzz run in the tests falls back to Hypothesis alone.

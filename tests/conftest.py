@@ -11,8 +11,8 @@ or ``client_factory`` runs over TCP and over a unix socket.
 
 The ``flavor`` fixture is parametrized too: everything built on ``clients``,
 ``client_factory`` or ``client`` runs on ``beanproto_sync.Client`` and on the
-trio and asyncio clients, the async ones behind a blocking proxy
-(``tests/async_portal.py``). One set of test cases, three clients. A test
+trio, asyncio and anyio clients, the async ones behind a blocking proxy
+(``tests/async_portal.py``). One set of test cases, four clients. A test
 that only makes sense for the blocking client says so with ``@sync_only``.
 
 Every test that uses a shared server is marked ``integration`` here; a test
@@ -39,6 +39,7 @@ from tools.beanstalkd import (
     running_beanstalkd,
 )
 
+import beanproto_anyio
 import beanproto_asyncio
 import beanproto_sync
 import beanproto_trio
@@ -54,7 +55,16 @@ SMALL_JOB_SIZE = 10
 TRANSPORTS = ["tcp", "unix"]
 
 #: The clients every integration test runs on.
-FLAVORS = ["sync", "trio", "asyncio"]
+FLAVORS = ["sync", "trio", "asyncio", "anyio"]
+
+#: The client class of each async flavor. The anyio client runs on the
+#: asyncio portal's loop here (anyio's asyncio backend); tests/test_async_clients.py
+#: runs it on trio too.
+ASYNC_CLIENTS: dict[str, Any] = {
+    "trio": beanproto_trio.Client,
+    "asyncio": beanproto_asyncio.Client,
+    "anyio": beanproto_anyio.Client,
+}
 
 #: For tests that only make sense for the blocking client (say why at the test).
 sync_only = pytest.mark.parametrize("flavor", ["sync"])
@@ -143,7 +153,7 @@ class Clients:
         else:
             if self._portal is None:
                 self._portal = TrioPortal() if self.flavor == "trio" else AsyncioPortal()
-            cls = beanproto_trio.Client if self.flavor == "trio" else beanproto_asyncio.Client
+            cls = ASYNC_CLIENTS[self.flavor]
             client = open_client(self._portal, cls, *args, **kwargs)
         self._clients.append(client)
         return cast("beanproto_sync.Client[Any]", client)

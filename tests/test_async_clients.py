@@ -1,7 +1,8 @@
-"""The trio and asyncio clients on their own loops: cancellation, tasks
+"""The trio, asyncio and anyio clients on their own loops: cancellation, tasks
 sharing one client, closing while busy, the server dying mid-call.
 
-Every test runs on both clients (the ``backend`` fixture) over TCP and a unix
+Every test runs on each client (the ``backend`` fixture: the anyio one both
+in a trio program and in an asyncio one) over TCP and a unix
 socket, inside ``trio.run`` / ``asyncio.run`` and under a deadline of
 :data:`TEST_TIMEOUT` seconds (``trio.fail_after`` / ``asyncio.wait_for``: the
 tests run on Python 3.10, which has no ``asyncio.timeout``).
@@ -32,6 +33,7 @@ import pytest
 import trio
 from tools.beanstalkd import Server, running_beanstalkd
 
+import beanproto_anyio
 import beanproto_asyncio
 import beanproto_sync
 import beanproto_trio
@@ -48,7 +50,9 @@ POLL_DEADLINE = 5.0
 
 T = TypeVar("T")
 
-AsyncClient = Union[beanproto_trio.Client[str], beanproto_asyncio.Client[str]]  # noqa: UP007
+AsyncClient = Union[  # noqa: UP007
+    beanproto_trio.Client[str], beanproto_asyncio.Client[str], beanproto_anyio.Client[str]
+]
 
 
 # -- one test body, two event loops --------------------------------------------------
@@ -217,9 +221,35 @@ class AsyncioBackend(Backend):
         return False
 
 
-@pytest.fixture(params=["trio", "asyncio"])
+class AnyioOnTrio(TrioBackend):
+    """The anyio client in a trio program."""
+
+    name = "anyio-trio"
+
+    def client(self, address: Any, **kwargs: Any) -> AsyncClient:
+        return beanproto_anyio.Client(address, **kwargs)
+
+
+class AnyioOnAsyncio(AsyncioBackend):
+    """The anyio client in an asyncio program."""
+
+    name = "anyio-asyncio"
+
+    def client(self, address: Any, **kwargs: Any) -> AsyncClient:
+        return beanproto_anyio.Client(address, **kwargs)
+
+
+BACKENDS: dict[str, Callable[[], Backend]] = {
+    "trio": TrioBackend,
+    "asyncio": AsyncioBackend,
+    "anyio-trio": AnyioOnTrio,
+    "anyio-asyncio": AnyioOnAsyncio,
+}
+
+
+@pytest.fixture(params=list(BACKENDS))
 def backend(request: pytest.FixtureRequest) -> Backend:
-    return TrioBackend() if request.param == "trio" else AsyncioBackend()
+    return BACKENDS[request.param]()
 
 
 # -- helpers ---------------------------------------------------------------------------
@@ -743,7 +773,8 @@ def test_connected_socket_is_used_and_not_replaced(
 
     async def body() -> None:
         async with backend.client(address, use=tube, watch=tube) as client:
-            assert repr(client) == f"beanproto_{backend.name}.Client({address!r})"
+            package = "beanproto_" + backend.name.split("-")[0]
+            assert repr(client) == f"{package}.Client({address!r})"
             jid = await client.put("through my socket")
             assert (await client.reserve(timeout=0)).id == jid
             # A cancelled reserve gives the connection up; a socket passed in

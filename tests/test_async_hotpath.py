@@ -437,7 +437,7 @@ def test_readiness_probe_sees_bytes_and_end_of_file_and_waits_in_milliseconds() 
     """The idle check every client makes before sending: false on a quiet
     socket, true once bytes or an end of file wait, and a timed wait counts
     milliseconds (a quiet socket is waited on, not reported ready)."""
-    from beanproto._readiness import close_probe, readiness_probe
+    from beanproto.client._readiness import close_probe, readiness_probe
 
     a, b = socket.socketpair()
     try:

@@ -32,7 +32,7 @@ import pytest
 
 import beanproto
 import beanproto_asyncio
-from beanproto._faults import keepalive_settings
+from beanproto.client._faults import keepalive_settings
 
 #: Seconds any one test may take.
 BOUND = 10.0

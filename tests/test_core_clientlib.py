@@ -1,4 +1,4 @@
-"""What the shared client layer (``beanproto._clientlib``, ``_async_api``)
+"""What the shared client layer (``beanproto.client._outcomes``, ``_async_api``)
 makes every client do the same: argument types refused with our errors,
 greenstalk's exact no-encoding message, and a job repr that names no client.
 
@@ -18,7 +18,7 @@ import beanproto as bp
 import beanproto_asyncio
 import beanproto_sync
 import beanproto_trio
-from beanproto import _clientlib as lib
+from beanproto.client import _outcomes as lib
 from conftest import ClientFactory
 
 BAD_WATCH: list[Any] = [None, 5, 1.5, b"default", bytearray(b"x"), [1], [["a"]], ("ok", None)]

@@ -20,7 +20,7 @@ import beanproto
 import beanproto_asyncio
 import beanproto_sync
 import beanproto_trio
-from beanproto import _faults as faults
+from beanproto.client import _faults as faults
 from beanproto_sync import _client as sync_client
 
 CLIENTS = [beanproto_sync.Client, beanproto_trio.Client, beanproto_asyncio.Client]

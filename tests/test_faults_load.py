@@ -39,10 +39,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 import pytest
 import trio
 
 import beanproto
+import beanproto_anyio
 import beanproto_asyncio
 import beanproto_sync
 import beanproto_trio
@@ -362,10 +364,24 @@ def run_asyncio(address: tuple[str, int], tube: str, ledger: Ledger) -> None:
     asyncio.run(main())
 
 
+def run_anyio(address: tuple[str, int], tube: str, ledger: Ledger) -> None:
+    """The anyio client under load on anyio's trio backend (the rest of the
+    suite runs it on asyncio)."""
+
+    async def main() -> None:
+        with anyio.fail_after(max(0.0, ledger.deadline - time.monotonic()) + BOUND):
+            async with anyio.create_task_group() as tasks:
+                for worker in _workers(beanproto_anyio, anyio.sleep, address, tube, ledger):
+                    tasks.start_soon(worker)
+
+    anyio.run(main, backend="trio")
+
+
 RUNNERS: dict[str, Callable[[tuple[str, int], str, Ledger], None]] = {
     "sync": run_sync,
     "trio": run_trio,
     "asyncio": run_asyncio,
+    "anyio": run_anyio,
 }
 
 

@@ -7,8 +7,8 @@ import inspect
 from tools import unasync
 
 import beanproto_sync
-from beanproto._async_api import AsyncAPI
-from beanproto._async_api import Pipeline as AsyncPipeline
+from beanproto.client._api import AsyncAPI
+from beanproto.client._api import Pipeline as AsyncPipeline
 from beanproto_sync._api import Pipeline as SyncPipeline
 
 

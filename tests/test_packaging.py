@@ -22,7 +22,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("beanproto", "beanproto_sync", "beanproto_trio", "beanproto_asyncio", "beanproto_cli")
+PACKAGES = (
+    "beanproto",
+    "beanproto_sync",
+    "beanproto_trio",
+    "beanproto_asyncio",
+    "beanproto_anyio",
+    "beanproto_cli",
+)
 PYTHONS = ("3.10", "3.11", "3.12", "3.13")
 
 BUILD = """
@@ -91,8 +98,11 @@ def check_metadata(meta: email.message.Message) -> None:
     assert versions == set(PYTHONS)
     # PEP 639: the SPDX expression replaces the License :: classifiers.
     assert not [c for c in classifiers if c.startswith("License ::")]
-    assert meta.get_all("Provides-Extra") == ["trio"]
-    assert meta.get_all("Requires-Dist") == ['trio>=0.22; extra == "trio"']
+    assert meta.get_all("Provides-Extra") == ["trio", "anyio"]
+    assert meta.get_all("Requires-Dist") == [
+        'trio>=0.22; extra == "trio"',
+        'anyio>=4.10; extra == "anyio"',
+    ]
     # No invented homepage or repository.
     assert meta.get_all("Project-URL") is None
     assert meta.get("Home-page") is None

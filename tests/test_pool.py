@@ -14,14 +14,16 @@ from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, cast
 
+import anyio
 import pytest
 import trio
 
 import beanproto
+import beanproto_anyio
 import beanproto_asyncio
 import beanproto_sync
 import beanproto_trio
-from beanproto._async_pool import STREAK
+from beanproto.client._pool import STREAK
 from conftest import new_tube
 from faults_support import RestartableServer
 from test_worker import BOUND, eventually
@@ -247,8 +249,13 @@ def test_bad_pool_settings_are_refused_before_connecting() -> None:
 RUN: dict[str, Callable[[Callable[[], Coroutine[Any, Any, None]]], None]] = {
     "trio": lambda main: trio.run(main),
     "asyncio": lambda main: asyncio.run(main()),
+    "anyio": lambda main: anyio.run(main),
 }
-MODULES: dict[str, Any] = {"trio": beanproto_trio, "asyncio": beanproto_asyncio}
+MODULES: dict[str, Any] = {
+    "trio": beanproto_trio,
+    "asyncio": beanproto_asyncio,
+    "anyio": beanproto_anyio,
+}
 
 
 def produce(flavor: str, addresses: list[Any], tube: str, bodies: list[str]) -> list[Any]:
@@ -266,7 +273,7 @@ def produce(flavor: str, addresses: list[Any], tube: str, bodies: list[str]) -> 
     return placed
 
 
-@pytest.mark.parametrize("flavor", ["sync", "trio", "asyncio"])
+@pytest.mark.parametrize("flavor", ["sync", "trio", "asyncio", "anyio"])
 def test_a_worker_on_a_pool_loses_no_job_when_a_server_dies_and_comes_back(
     flavor: str, servers: list[RestartableServer]
 ) -> None:
@@ -348,7 +355,7 @@ def test_a_worker_on_a_pool_loses_no_job_when_a_server_dies_and_comes_back(
 # -- the async pools --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("flavor", ["trio", "asyncio"])
+@pytest.mark.parametrize("flavor", ["trio", "asyncio", "anyio"])
 def test_async_pools_spread_route_and_fail_over(
     flavor: str, servers: list[RestartableServer]
 ) -> None:

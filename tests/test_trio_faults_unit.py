@@ -27,7 +27,7 @@ import trio.testing
 
 import beanproto
 import beanproto_trio
-from beanproto._faults import keepalive_settings
+from beanproto.client._faults import keepalive_settings
 
 #: Virtual seconds any one test may take before it fails (on the virtual
 #: clock a hang fails at once: nothing else is left to wait for).

@@ -26,7 +26,7 @@ from tools.beanstalkd import Server
 
 import beanproto
 import beanproto_sync
-from beanproto import _worker as policy
+from beanproto.client import _worker_rules as policy
 from conftest import address_of, new_tube
 from faults_support import RestartableServer
 

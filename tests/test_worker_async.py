@@ -16,10 +16,12 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 import trio
 from tools.beanstalkd import Server
 
+import beanproto_anyio
 import beanproto_asyncio
 import beanproto_sync
 import beanproto_trio
@@ -29,11 +31,18 @@ from test_worker import BOUND, eventually, job_stats, tube_stats
 
 pytestmark = pytest.mark.integration
 
-FLAVORS = ["trio", "asyncio"]
-MODULES: dict[str, Any] = {"trio": beanproto_trio, "asyncio": beanproto_asyncio}
+#: The anyio worker runs in a trio program here (its tests in an asyncio one
+#: are the SIGTERM script's: ``anyio.run`` defaults to asyncio).
+FLAVORS = ["trio", "asyncio", "anyio"]
+MODULES: dict[str, Any] = {
+    "trio": beanproto_trio,
+    "asyncio": beanproto_asyncio,
+    "anyio": beanproto_anyio,
+}
 SLEEPS: dict[str, Callable[[float], Awaitable[None]]] = {
     "trio": trio.sleep,
     "asyncio": asyncio.sleep,
+    "anyio": anyio.sleep,
 }
 
 
@@ -52,7 +61,7 @@ class Running:
 
     def _run(self) -> None:
         try:
-            if self.flavor == "trio":
+            if self.flavor in ("trio", "anyio"):
                 trio.run(self._trio)
             else:
                 asyncio.run(self._asyncio())
@@ -272,6 +281,8 @@ WORKER_SCRIPT = textwrap.dedent(
     flavor = sys.argv[3]
     if flavor == "trio":
         import trio as lib, beanproto_trio as module
+    elif flavor == "anyio":
+        import anyio as lib, beanproto_anyio as module
     else:
         import asyncio as lib, beanproto_asyncio as module
 

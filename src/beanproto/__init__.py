@@ -9,8 +9,10 @@ out as typed events::
         conn.receive_data(sock.recv(65536))
     assert isinstance(event, beanproto.Inserted)
 
-No I/O and no dependencies; the blocking client ``beanproto_sync`` is a thin
-loop around this core, and so is any other adapter (see the README).
+No I/O and no dependencies. The client layer every adapter shares (the
+greenstalk API written once, the fault model, reconnection, pools and
+workers) is the subpackage :mod:`beanproto.client`; the blocking, trio,
+asyncio and anyio clients are short loops around the two.
 """
 
 from ._commands import (
@@ -84,7 +86,6 @@ from ._validate import (
     MAX_UINT32,
     MAX_UINT64,
 )
-from ._worker import BuryJob, ReleaseJob
 from .errors import (
     ArgumentError,
     ArgumentTypeError,
@@ -178,9 +179,6 @@ __all__ = [
     "ReplyLostError",
     "BatchError",
     "BatchLostError",
-    # what a worker's handler raises to choose its job's outcome
-    "ReleaseJob",
-    "BuryJob",
     # limits and defaults
     "DEFAULT_PRIORITY",
     "DEFAULT_DELAY",

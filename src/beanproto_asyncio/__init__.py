@@ -12,10 +12,10 @@ A cancelled call never leaves a stale reply behind (see the module
 ``beanproto_asyncio._client`` for exactly what cancellation does).
 """
 
-from beanproto._async_api import Pipeline
-from beanproto._pooled import PooledId, PooledJob
-from beanproto._public import *  # noqa: F403
-from beanproto._public import __all__ as _common
+from beanproto.client._api import Pipeline
+from beanproto.client._pooled import PooledId, PooledJob
+from beanproto.client.common import *  # noqa: F403
+from beanproto.client.common import __all__ as _common
 
 from ._client import Client
 from ._pool import Pool

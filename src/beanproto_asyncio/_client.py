@@ -103,12 +103,12 @@ from typing import TYPE_CHECKING, Any, cast, overload
 
 import beanproto as bp
 from beanproto import _batch as batch
-from beanproto import _clientlib as lib
-from beanproto._async_api import AsyncAPI
-from beanproto._faults import describe, reply_lost, server_wait, set_keepalive, timed_out
-from beanproto._job import TBody
-from beanproto._readiness import Probe, close_probe, readiness_probe
-from beanproto._reconnect import Reconnecting
+from beanproto.client import _outcomes as lib
+from beanproto.client._api import AsyncAPI
+from beanproto.client._faults import describe, reply_lost, server_wait, set_keepalive, timed_out
+from beanproto.client._job import TBody
+from beanproto.client._readiness import Probe, close_probe, readiness_probe
+from beanproto.client._reconnect import Reconnecting
 from beanproto.errors import ReplyLostError
 
 __all__ = ["Client"]

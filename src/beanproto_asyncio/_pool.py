@@ -1,12 +1,12 @@
 """``Pool``: several servers behind the asyncio client's API (what it does:
-``beanproto._async_pool``)."""
+``beanproto.client._pool``)."""
 
 from __future__ import annotations
 
 import asyncio
 
-from beanproto._async_pool import AsyncPool
-from beanproto._job import TBody
+from beanproto.client._job import TBody
+from beanproto.client._pool import AsyncPool
 
 from ._client import Client
 

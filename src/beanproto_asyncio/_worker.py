@@ -1,4 +1,4 @@
-"""The asyncio worker: ``beanproto._async_worker`` on plain asyncio tasks.
+"""The asyncio worker: ``beanproto.client._worker`` on plain asyncio tasks.
 
 Slots are tasks the worker creates and awaits before :meth:`Worker.run`
 returns (cancelling one cancels its reserve or, after the grace period, its
@@ -15,8 +15,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from beanproto._async_worker import AsyncWorker, Flag, Group, Runtime, Task
-from beanproto._job import TBody
+from beanproto.client._job import TBody
+from beanproto.client._worker import AsyncWorker, Flag, Group, Runtime, Task
 
 from ._client import Client
 

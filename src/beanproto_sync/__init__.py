@@ -9,9 +9,9 @@ for real (not with ``assert``) and a body that cannot be decoded still tells
 you which job it belongs to (:class:`JobDecodeError`).
 """
 
-from beanproto._pooled import PooledId, PooledJob
-from beanproto._public import *  # noqa: F403 (greenstalk's names, shared by every client)
-from beanproto._public import __all__ as _common
+from beanproto.client._pooled import PooledId, PooledJob
+from beanproto.client.common import *  # noqa: F403 (greenstalk's names, shared by every client)
+from beanproto.client.common import __all__ as _common
 
 from ._api import Pipeline
 from ._client import Address, Client, ConnectionTarget

@@ -34,7 +34,7 @@ connection, restores ``use`` and ``watch``, and sends it there.
 
 Failures
 --------
-The fault model of every client (``beanproto._faults``; the README's
+The fault model of every client (``beanproto.client._faults``; the README's
 "Failures"): ``connect_timeout`` bounds connecting and the set-up,
 ``io_timeout`` every wait for bytes due now, ``keepalive`` tunes TCP
 keepalive. Waits are bounded by the kernel (``SO_RCVTIMEO``/``SO_SNDTIMEO``
@@ -62,10 +62,10 @@ from typing import TYPE_CHECKING, Any, Union, overload
 
 import beanproto as bp
 from beanproto import _batch as batch
-from beanproto import _clientlib as lib
-from beanproto import _faults as faults
-from beanproto._job import TBody
-from beanproto._readiness import Probe, close_probe, readiness_probe
+from beanproto.client import _faults as faults
+from beanproto.client import _outcomes as lib
+from beanproto.client._job import TBody
+from beanproto.client._readiness import Probe, close_probe, readiness_probe
 
 from ._api import SyncAPI
 

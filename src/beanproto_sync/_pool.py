@@ -1,6 +1,6 @@
 """``Pool``: several servers behind the blocking client's API.
 
-What a pool does is ``beanproto._async_pool``'s docstring; its methods are
+What a pool does is ``beanproto.client._pool``'s docstring; its methods are
 generated into ``_pool_api.py``. Here: the client it uses, and a wait (while
 every server is down) that :meth:`Pool.close` cuts short from any thread.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from beanproto._job import TBody
+from beanproto.client._job import TBody
 
 from ._client import Client
 from ._pool_api import SyncPool

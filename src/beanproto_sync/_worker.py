@@ -1,7 +1,7 @@
 """The blocking worker: handlers in threads, one connection per thread.
 
 The rules (outcomes, backoff, touches, one connection per slot opened with
-``reconnect=False``) are ``beanproto._worker``'s; this module only runs them
+``reconnect=False``) are ``beanproto.client._worker_rules``'s; this module only runs them
 with threads:
 
 * ``concurrency`` slot threads, each with its own :class:`Client` waiting in
@@ -27,10 +27,10 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, Generic
 
-from beanproto import _faults as faults
-from beanproto import _worker as policy
-from beanproto._job import Job, TBody
-from beanproto._worker import BuryJob, ReleaseJob
+from beanproto.client import _faults as faults
+from beanproto.client import _worker_rules as policy
+from beanproto.client._job import Job, TBody
+from beanproto.client._worker_rules import BuryJob, ReleaseJob
 from beanproto.errors import (
     BrokenJobError,
     DeadlineSoonError,

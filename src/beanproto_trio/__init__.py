@@ -23,10 +23,10 @@ except ModuleNotFoundError as exc:  # trio is an optional extra
         name="trio",
     ) from exc
 
-from beanproto._async_api import Pipeline
-from beanproto._pooled import PooledId, PooledJob
-from beanproto._public import *  # noqa: F403
-from beanproto._public import __all__ as _common
+from beanproto.client._api import Pipeline
+from beanproto.client._pooled import PooledId, PooledJob
+from beanproto.client.common import *  # noqa: F403
+from beanproto.client.common import __all__ as _common
 
 from ._client import Client
 from ._pool import Pool

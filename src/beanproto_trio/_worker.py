@@ -1,4 +1,4 @@
-"""The trio worker: ``beanproto._async_worker`` on a trio nursery.
+"""The trio worker: ``beanproto.client._worker`` on a trio nursery.
 
 Slots are tasks of the worker's own nursery, each in a cancel scope of its
 own (so that a stop can cancel the reserves that wait, and, after the grace
@@ -16,8 +16,8 @@ from typing import Any
 
 import trio
 
-from beanproto._async_worker import AsyncWorker, Flag, Group, Runtime, Task
-from beanproto._job import TBody
+from beanproto.client._job import TBody
+from beanproto.client._worker import AsyncWorker, Flag, Group, Runtime, Task
 
 from ._client import Client
 

@@ -1,6 +1,6 @@
 """The async worker, written once for trio and asyncio.
 
-The rules are ``beanproto._worker``'s (outcomes, backoff, touches, one
+The rules are ``beanproto.client._worker_rules``'s (outcomes, backoff, touches, one
 connection per slot opened with ``reconnect=False``), as in the blocking
 worker; here slots are tasks. What differs between trio and asyncio (task
 groups, cancelling one task, events, signals) is a :class:`Runtime` each
@@ -31,19 +31,19 @@ from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Generic, Protocol
 
-from . import _faults as faults
-from . import _worker as policy
-from ._async_api import AsyncAPI
-from ._async_pool import AsyncPool
-from ._job import Job, TBody
-from ._worker import BuryJob, ReleaseJob
-from .errors import (
+from ..errors import (
     BrokenJobError,
     DeadlineSoonError,
     JobDecodeError,
     NotFoundError,
     RemoteProtocolError,
 )
+from . import _faults as faults
+from . import _worker_rules as policy
+from ._api import AsyncAPI
+from ._job import Job, TBody
+from ._pool import AsyncPool
+from ._worker_rules import BuryJob, ReleaseJob
 
 __all__ = ["AsyncWorker", "Flag", "Group", "Runtime", "Task"]
 
@@ -136,7 +136,7 @@ class AsyncWorker(Generic[TBody]):
     ``concurrency`` at a time, until :meth:`stop` (or SIGTERM / SIGINT).
 
     ``await handler(job)`` returning deletes the job; raising
-    :class:`~beanproto.ReleaseJob` or :class:`~beanproto.BuryJob` does that;
+    :class:`~beanproto.client.ReleaseJob` or :class:`~beanproto.client.BuryJob` does that;
     any other exception releases the job with a delay of
     ``backoff * 2**releases`` seconds (at most ``backoff_cap``) and buries it
     once the server has counted ``max_releases`` releases. A handler still

@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TypeVar, cast
 
-from . import _commands as c
-from . import _events as e
-from ._validate import check_tube
-from .errors import (
+from .. import _commands as c
+from .. import _events as e
+from .._validate import check_tube
+from ..errors import (
     ArgumentError,
     ArgumentTypeError,
     BadFormatError,

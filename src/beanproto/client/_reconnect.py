@@ -19,7 +19,7 @@ from __future__ import annotations
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Generic, Protocol, TypeVar
 
-from . import _clientlib as lib
+from . import _outcomes as lib
 from ._faults import Timeouts
 
 __all__ = ["Reconnecting"]

@@ -27,8 +27,8 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
-from . import _commands as c
-from .errors import ArgumentError, ArgumentTypeError, ReplyLostError
+from .. import _commands as c
+from ..errors import ArgumentError, ArgumentTypeError, ReplyLostError
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",

@@ -30,9 +30,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ._commands import DEFAULT_PRIORITY
-from ._validate import MAX_UINT32, check_tube
-from .errors import ArgumentError, ArgumentTypeError
+from .._commands import DEFAULT_PRIORITY
+from .._validate import MAX_UINT32, check_tube
+from ..errors import ArgumentError, ArgumentTypeError
 
 __all__ = [
     "ReleaseJob",

@@ -21,16 +21,16 @@ from typing import Any, Generic, TypeVar, cast, overload
 
 import beanproto as bp
 from beanproto import _batch as batch
-from beanproto import _clientlib as lib
 from beanproto._commands import make_put, make_with_id
-from beanproto._faults import (
+from beanproto._stats import Stats, StatsJob, StatsTube
+from beanproto.client import _outcomes as lib
+from beanproto.client._faults import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_IO_TIMEOUT,
     DEFAULT_KEEPALIVE,
     Timeouts,
 )
-from beanproto._job import Job, JobOrID, TBody, to_id
-from beanproto._stats import Stats, StatsJob, StatsTube
+from beanproto.client._job import Job, JobOrID, TBody, to_id
 
 __all__ = ["AsyncAPI", "Pipeline"]
 

@@ -40,13 +40,13 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Generic
 
-from beanproto import _clientlib as lib
-from beanproto import _faults as faults
-from beanproto._clientlib import DEFAULT_TUBE
 from beanproto._commands import DEFAULT_DELAY, DEFAULT_PRIORITY, DEFAULT_TTR
-from beanproto._job import Job, TBody
-from beanproto._pooled import PooledId, PooledJob
 from beanproto._stats import Stats, StatsJob, StatsTube
+from beanproto.client import _faults as faults
+from beanproto.client import _outcomes as lib
+from beanproto.client._job import Job, TBody
+from beanproto.client._outcomes import DEFAULT_TUBE
+from beanproto.client._pooled import PooledId, PooledJob
 from beanproto.errors import (
     ArgumentError,
     ArgumentTypeError,
@@ -58,7 +58,7 @@ from beanproto.errors import (
 )
 
 if TYPE_CHECKING:  # (annotations only)
-    from beanproto._async_api import AsyncAPI
+    from beanproto.client._api import AsyncAPI
 
 __all__ = ["AsyncPool"]
 
