@@ -82,6 +82,11 @@ class Backend:
     """What a test needs from its event loop, for trio and for asyncio."""
 
     name: str
+    #: The event loop the test runs on: "trio" or "asyncio".
+    loop: str
+    #: Whether the client reads what arrived on an idle connection just
+    #: before sending on it (trio, anyio) rather than as it arrives (asyncio).
+    checks_before_sending: bool
 
     def run(self, test: Callable[[], Awaitable[None]]) -> None:
         """Run ``test()`` on a fresh loop under the test deadline."""
@@ -134,6 +139,8 @@ class TrioTask(Task):
 
 class TrioBackend(Backend):
     name = "trio"
+    loop = "trio"
+    checks_before_sending = True
 
     def __init__(self) -> None:
         self._nursery: trio.Nursery | None = None
@@ -189,6 +196,8 @@ class AsyncioTask(Task):
 
 class AsyncioBackend(Backend):
     name = "asyncio"
+    loop = "asyncio"
+    checks_before_sending = False
 
     def run(self, test: Callable[[], Awaitable[None]]) -> None:
         reported: list[dict[str, Any]] = []
@@ -234,6 +243,7 @@ class AnyioOnAsyncio(AsyncioBackend):
     """The anyio client in an asyncio program."""
 
     name = "anyio-asyncio"
+    checks_before_sending = True
 
     def client(self, address: Any, **kwargs: Any) -> AsyncClient:
         return beanproto_anyio.Client(address, **kwargs)

@@ -24,12 +24,22 @@ import pytest
 import trio
 
 import beanproto
+import beanproto_anyio
 import beanproto_asyncio
 import beanproto_sync
 import beanproto_trio
 from faults_support import BOUND, PeerConnection, _TcpPeer, wait_until
 
-FLAVORS = ["sync", "trio", "asyncio"]
+FLAVORS = ["sync", "trio", "asyncio", "anyio"]
+
+#: The async clients, and which of them run on a trio loop here (the anyio
+#: client runs in a trio program in this file).
+MODULES: dict[str, Any] = {
+    "trio": beanproto_trio,
+    "asyncio": beanproto_asyncio,
+    "anyio": beanproto_anyio,
+}
+ON_TRIO = ("trio", "anyio")
 
 #: Reply to a command on connection ``n`` (numbered from 0): bytes to send
 #: (without the CRLF), ``None`` for the default beanstalkd-like answer,
@@ -140,7 +150,7 @@ async def open_client(flavor: str, address: Any, **kwargs: Any) -> AsyncIterator
         finally:
             client.close()
         return
-    module = beanproto_trio if flavor == "trio" else beanproto_asyncio
+    module = MODULES[flavor]
     async with module.Client(address, **kwargs) as client:
         yield client
 
@@ -154,7 +164,7 @@ def run(flavor: str, main: Callable[[], Awaitable[Any]]) -> Any:
 async def wait_running(flavor: str, event: threading.Event, what: str) -> None:
     """:func:`wait_for`, letting the event loop run meanwhile (the blocking
     client: just wait)."""
-    if flavor == "trio":
+    if flavor in ON_TRIO:
         done = await trio.to_thread.run_sync(event.wait, BOUND)
     elif flavor == "asyncio":
         done = await asyncio.to_thread(event.wait, BOUND)
@@ -338,14 +348,14 @@ def test_close_from_another_thread_ends_a_call_that_is_reconnecting() -> None:
         assert isinstance(error, ConnectionError)
 
 
-@pytest.mark.parametrize("flavor", ["trio", "asyncio"])
+@pytest.mark.parametrize("flavor", ["trio", "asyncio", "anyio"])
 def test_close_from_another_task_ends_a_call_that_is_reconnecting(flavor: str) -> None:
     replied = threading.Event()
     with Scripted(_hang_on_reconnect(replied)) as peer:
         hanging = peer.event("hanging", 1)
 
         async def main() -> tuple[BaseException | None, float]:
-            module = beanproto_trio if flavor == "trio" else beanproto_asyncio
+            module = MODULES[flavor]
             client = module.Client(peer.address, use="t", connect_timeout=None)
             await client.__aenter__()
             await client.put("a")
@@ -360,7 +370,7 @@ def test_close_from_another_task_ends_a_call_that_is_reconnecting(flavor: str) -
                 except ConnectionError as exc:
                     outcome.append(exc)
 
-            if flavor == "trio":
+            if flavor in ON_TRIO:
                 ended = trio.Event()
 
                 async def call_then_tell() -> None:
@@ -413,7 +423,7 @@ class _ReadsOneCommandThenStops(_TcpPeer):
         super().close()
 
 
-@pytest.mark.parametrize("flavor", ["trio", "asyncio"])
+@pytest.mark.parametrize("flavor", ["trio", "asyncio", "anyio"])
 def test_io_timeout_bounds_a_stalled_send_behind_a_waiting_reserve(flavor: str) -> None:
     body = b"x" * (64 * 1024 * 1024)
     with _ReadsOneCommandThenStops() as peer:
@@ -459,7 +469,7 @@ def test_io_timeout_bounds_a_stalled_send_behind_a_waiting_reserve(flavor: str) 
                     await waiting
                 return error
 
-        error = run(flavor, main_trio if flavor == "trio" else main_asyncio)
+        error = run(flavor, main_trio if flavor in ON_TRIO else main_asyncio)
         assert isinstance(error, TimeoutError)
 
 
@@ -484,8 +494,8 @@ def test_io_timeout_bounds_a_stalled_send_behind_a_waiting_reserve(flavor: str) 
             )
             for f in FLAVORS
         ],
-        *[pytest.param({"io_timeout": 1e19}, f) for f in ("trio", "asyncio")],
-        *[pytest.param({"connect_timeout": 1e10}, f) for f in ("trio", "asyncio")],
+        *[pytest.param({"io_timeout": 1e19}, f) for f in ("trio", "asyncio", "anyio")],
+        *[pytest.param({"connect_timeout": 1e10}, f) for f in ("trio", "asyncio", "anyio")],
     ],
 )
 def test_a_very_large_setting_is_refused_or_works(setting: dict[str, float], flavor: str) -> None:
@@ -543,7 +553,7 @@ def _slow_or_fast_put(conn: PeerConnection, n: int, state: list[Any], words: lis
     return None
 
 
-@pytest.mark.parametrize("flavor", ["trio", "asyncio"])
+@pytest.mark.parametrize("flavor", ["trio", "asyncio", "anyio"])
 def test_a_call_cancelled_in_the_middle_of_its_reply_leaves_the_next_call_its_own(
     flavor: str,
 ) -> None:
@@ -553,7 +563,7 @@ def test_a_call_cancelled_in_the_middle_of_its_reply_leaves_the_next_call_its_ow
             got = []
             async with open_client(flavor, peer.address, io_timeout=5) as c:
                 for i in range(3):
-                    if flavor == "trio":
+                    if flavor in ON_TRIO:
                         with trio.move_on_after(0.1):
                             await c.put(f"{100 + i}-slow")
                     else:
@@ -603,7 +613,7 @@ def test_concurrent_puts_when_the_link_dies_are_never_sent_twice(flavor: str) ->
                 if flavor == "asyncio":
                     started.set()  # gather starts every put at once
                     await asyncio.gather(*(put(i) for i in range(n)))
-                elif flavor == "trio":
+                elif flavor in ON_TRIO:
                     async with trio.open_nursery() as nursery:
                         for i in range(n):
                             nursery.start_soon(put, i)

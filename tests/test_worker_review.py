@@ -16,10 +16,12 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import anyio
 import pytest
 import trio
 from tools.beanstalkd import Server, free_port
 
+import beanproto_anyio
 import beanproto_asyncio
 import beanproto_sync
 import beanproto_trio
@@ -31,9 +33,18 @@ from test_worker_async import Running as AsyncRunning
 pytestmark = pytest.mark.integration
 
 SHORT = 5.0  # how long a probe waits for something that should happen soon
-ASYNC = ["trio", "asyncio"]
-MODULES: dict[str, Any] = {"trio": beanproto_trio, "asyncio": beanproto_asyncio}
-SLEEPS: dict[str, Callable[[float], Any]] = {"trio": trio.sleep, "asyncio": asyncio.sleep}
+#: The async workers (the anyio one runs in a trio program here).
+ASYNC = ["trio", "asyncio", "anyio"]
+MODULES: dict[str, Any] = {
+    "trio": beanproto_trio,
+    "asyncio": beanproto_asyncio,
+    "anyio": beanproto_anyio,
+}
+SLEEPS: dict[str, Callable[[float], Any]] = {
+    "trio": trio.sleep,
+    "asyncio": asyncio.sleep,
+    "anyio": anyio.sleep,
+}
 
 
 @pytest.fixture
@@ -229,7 +240,7 @@ def test_async_stop_before_run(aflavor: str, tcp_server: Server) -> None:
     worker = MODULES[aflavor].Worker(address, handler, watch=tube, concurrency=2)
     worker.stop()
     started = time.monotonic()
-    if aflavor == "trio":
+    if aflavor in ("trio", "anyio"):
         trio.run(worker.run)
         with pytest.raises(RuntimeError):
             trio.run(worker.run)

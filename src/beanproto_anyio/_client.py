@@ -66,6 +66,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 import anyio
 import anyio.lowlevel
+import anyio.to_thread
 from anyio.abc import SocketAttribute, SocketStream
 
 import beanproto as bp
@@ -656,12 +657,23 @@ async def _open_unix(path: str) -> SocketStream:
         raise
 
 
+async def _addresses(host: str, port: int) -> list[Any]:
+    """The addresses of ``host``: at once for an IP address, else looked up
+    in a worker thread (as asyncio does; ``anyio.getaddrinfo`` hands asyncio
+    the name as bytes, which its debug mode formats with a BytesWarning)."""
+    try:
+        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
+    except socket.gaierror:
+        pass
+    return await anyio.to_thread.run_sync(
+        lambda: socket.getaddrinfo(host, port, type=socket.SOCK_STREAM), abandon_on_cancel=True
+    )
+
+
 async def _open_tcp(host: str, port: int, keepalive: float | None) -> SocketStream:
     """Connect to each address of ``host`` in turn; raise the last failure."""
     error: OSError | None = None
-    for family, kind, proto, _, address in await anyio.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM
-    ):
+    for family, kind, proto, _, address in await _addresses(host, port):
         sock = socket.socket(family, kind, proto)
         try:
             await _connect_socket(sock, address)
