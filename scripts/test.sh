@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Run everything CI runs: lint, type checks and benchmark smoke runs (once, in
-# .venv), then the whole pytest suite on every CPython 3.10-3.13 this machine
-# has, against beanstalkd 1.12 and 1.13:
+# Run everything CI runs: lint, type checks, the documentation build (Sphinx,
+# warnings as errors) and benchmark smoke runs (once, in .venv), then the
+# whole pytest suite on every CPython 3.10-3.13 this machine has, against
+# beanstalkd 1.12 and 1.13:
 #
 # - per Python, the tests that need no server ("not integration": core unit
 #   tests, Hypothesis properties, a short fuzz run, packaging) run once, and
@@ -32,6 +33,8 @@ echo "==> ruff"
 .venv/bin/python -m ruff format --check . >/dev/null
 echo "==> mypy --strict"
 .venv/bin/python -m mypy
+echo "==> docs (sphinx -W)"
+.venv/bin/python -m sphinx -W --keep-going -q -E -b html docs .cache/docs/html
 echo "==> benchmark smoke runs (bench/bench_sync.py --quick; --quick --pipeline --large)"
 .venv/bin/python bench/bench_sync.py --quick >/dev/null
 .venv/bin/python bench/bench_sync.py --quick --pipeline --large >/dev/null

@@ -48,6 +48,7 @@ def test_the_readme_has_its_samples() -> None:
         "beanproto_sync",
         "beanproto_trio",
         "beanproto_asyncio",
+        "beanproto_anyio",
         "beanproto_sync",  # batches and pipelines
         "beanproto_asyncio",
         "beanproto_sync",  # a worker
