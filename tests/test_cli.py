@@ -227,6 +227,33 @@ def _top_session(tcp_server: Server, tmux: str) -> None:
     shown(tmux, "echo,icanon,")
 
 
+def test_top_scrolls_the_tubes_that_do_not_fit(tmux: str) -> None:
+    """More tubes than rows: the last line says which are shown, and j, k,
+    Page Down and g move through them (on a server of its own)."""
+    with running_beanstalkd() as server:
+        with beanproto_sync.Client(address_of(server)) as client:
+            for n in range(40):
+                client.use(f"scroll-{n:02d}")
+                client.put("x")
+        command = f"{sys.executable} -m beanproto -s {spec(server)} top --interval 0.2"
+        keys(tmux, f"cd {ROOT} && {command}; echo EXIT=$?", "Enter")
+        # 30 lines: 5 above the rows (one server), the footer below: 24 rows
+        # of the 41 tubes (default included), sorted by name.
+        screen = shown(tmux, "tubes 1-24 of 41")
+        assert "scroll-00" in screen and "scroll-39" not in screen
+        keys(tmux, "j")
+        shown(tmux, "tubes 2-25 of 41")
+        keys(tmux, "NPage")
+        screen = shown(tmux, "tubes 18-41 of 41")  # clamped: the last tube on the last line
+        assert "scroll-39" in screen
+        keys(tmux, "k")
+        shown(tmux, "tubes 17-40 of 41")
+        keys(tmux, "g")
+        shown(tmux, "tubes 1-24 of 41")
+        keys(tmux, "q")
+        shown(tmux, "EXIT=0")
+
+
 def test_top_quits_on_ctrl_c_and_shows_an_unreachable_server(tmux: str) -> None:
     command = f"{sys.executable} -m beanproto -s 127.0.0.1:1 top --interval 0.2"
     keys(tmux, f"cd {ROOT} && {command}; echo EXIT=$?", "Enter")
@@ -239,7 +266,7 @@ def test_top_quits_on_ctrl_c_and_shows_an_unreachable_server(tmux: str) -> None:
 def test_top_screen_lines_counts_rates_and_sorting(tcp_server: Server) -> None:
     """What top draws, without a terminal: two looks a known time apart."""
     from beanproto_cli._commands import Context
-    from beanproto_cli._top import SORTS, look, render
+    from beanproto_cli._top import SORTS, look, render, scroll_limit
 
     tube = new_tube()
     ctx = Context(servers=[address_of(tcp_server)], timeout=5.0, out=sys.stdout)
@@ -261,6 +288,19 @@ def test_top_screen_lines_counts_rates_and_sorting(tcp_server: Server) -> None:
         assert readies == sorted(readies, reverse=True)  # most ready first
         paused = render(second, first, 0, True, True, 40)
         assert ", paused," in paused[0] and all(len(line) <= 40 for line in paused)
+        # A screen too short for every tube: a window of rows, and a footer.
+        total = len(second.tubes)
+        assert total >= 2
+        height = 5 + 1 + 1  # the lines above the rows, one row, the footer
+        window = render(second, first, 0, False, False, 200, height, offset=1)
+        assert len(window) == height
+        assert window[-1].startswith(f"tubes 2-2 of {total}")
+        clamped = render(second, first, 0, False, False, 200, height, offset=10**6)
+        assert clamped[-1].startswith(f"tubes {total}-{total} of {total}")
+        assert scroll_limit(second, height) == total - 1
+        assert scroll_limit(second, 10**6) == 0
+        roomy = render(second, first, 0, False, False, 200, 10**6)
+        assert not roomy[-1].startswith("tubes ")  # all fit: no footer
     finally:
         for open_client in clients.values():
             open_client.close()

@@ -6,7 +6,9 @@ seconds it reads ``stats`` and every tube's ``stats-tube`` and shows the
 counts and, from the change since the last look, the rates per second.
 
 Keys: ``q`` quits, ``p`` pauses (and resumes) the refresh, ``s`` sorts by
-the next column, ``r`` reverses the sort.
+the next column, ``r`` reverses the sort; ``j``/``k`` or the arrow keys
+scroll the tubes a row, Page Down/Page Up a screen, ``g`` goes back to the
+top. When the tubes do not all fit, the last line says which are shown.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import beanproto_sync
 
 from ._commands import TUBE_COLUMNS, Context, _name
 
-__all__ = ["run_top", "Snapshot", "render"]
+__all__ = ["run_top", "Snapshot", "render", "scroll_limit"]
 
 #: (name, stats-tube counter) of the per-tube rates shown.
 TUBE_RATES = [("put/s", "total-jobs"), ("delete/s", "cmd-delete")]
@@ -71,10 +73,36 @@ def _rate(now: dict[str, Any], before: dict[str, Any] | None, key: str, seconds:
     return max(0.0, float(now[key] - before.get(key, 0)) / seconds)
 
 
+def _room(snap: Snapshot, height: int | None) -> int | None:
+    """How many tube rows fit under the header lines (``None``: all)."""
+    if height is None:
+        return None
+    # title, blank, a line per server, blank, the column header; the footer.
+    return max(1, height - (len(snap.servers) + 4) - 1)
+
+
+def scroll_limit(snap: Snapshot, height: int | None) -> int:
+    """The largest useful scroll offset: the last tube on the last line."""
+    room = _room(snap, height)
+    return 0 if room is None else max(0, len(snap.tubes) - room)
+
+
 def render(
-    snap: Snapshot, last: Snapshot | None, sort: int, reverse: bool, paused: bool, width: int
+    snap: Snapshot,
+    last: Snapshot | None,
+    sort: int,
+    reverse: bool,
+    paused: bool,
+    width: int,
+    height: int | None = None,
+    offset: int = 0,
 ) -> list[str]:
-    """The screen's lines (plain text: the tests read them too)."""
+    """The screen's lines (plain text: the tests read them too).
+
+    With a ``height``, the tube rows start at row ``offset`` (clamped to
+    :func:`scroll_limit`) and stop where the screen does, and the last line
+    says which rows are shown when they are not all.
+    """
     seconds = snap.when - last.when if last else 0.0
     state = "paused" if paused else "live"
     lines = [
@@ -115,6 +143,15 @@ def render(
             for h in header
         )
     )
+    room = _room(snap, height)
+    footer = None
+    if room is not None and len(rows) > room:
+        start = min(max(0, offset), len(rows) - room)
+        footer = (
+            f"tubes {start + 1}-{start + room} of {len(rows)}"
+            "   j/k or arrows scroll, PgUp/PgDn a page, g top"
+        )
+        rows = rows[start : start + room]
     for r in rows:
         lines.append(
             "  ".join(
@@ -124,6 +161,8 @@ def render(
                 for h in header
             )
         )
+    if footer is not None:
+        lines.append(footer)
     return [line[:width] for line in lines]
 
 
@@ -148,15 +187,17 @@ def _loop(screen: Any, ctx: Context, interval: float) -> int:
     with contextlib.suppress(curses.error):
         curses.curs_set(0)  # (a terminal without an invisible cursor keeps it)
     screen.timeout(100)  # look at the keyboard ten times a second
-    sort, reverse, paused = 0, False, False
+    sort, reverse, paused, offset = 0, False, False, 0
     poller = _Poller(ctx, interval)
     poller.start()
     try:
         while True:
             last, snap = poller.latest()
             height, width = screen.getmaxyx()
+            offset = min(offset, scroll_limit(snap, height))
             screen.erase()
-            for y, line in enumerate(render(snap, last, sort, reverse, paused, width - 1)[:height]):
+            lines = render(snap, last, sort, reverse, paused, width - 1, height, offset)
+            for y, line in enumerate(lines[:height]):
                 with contextlib.suppress(curses.error):  # (the last cell of a tiny screen)
                     screen.addstr(y, 0, line)
             screen.refresh()
@@ -170,6 +211,16 @@ def _loop(screen: Any, ctx: Context, interval: float) -> int:
                 sort = (sort + 1) % len(SORTS)
             elif key == ord("r"):
                 reverse = not reverse
+            elif key in (ord("j"), curses.KEY_DOWN):
+                offset += 1
+            elif key in (ord("k"), curses.KEY_UP):
+                offset = max(0, offset - 1)
+            elif key == curses.KEY_NPAGE:
+                offset += _room(snap, height) or 1
+            elif key == curses.KEY_PPAGE:
+                offset = max(0, offset - (_room(snap, height) or 1))
+            elif key in (ord("g"), curses.KEY_HOME):
+                offset = 0
             elif key == curses.KEY_RESIZE:
                 curses.update_lines_cols()
     finally:
