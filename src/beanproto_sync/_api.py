@@ -43,9 +43,25 @@ _STATS = bp.Stats()
 class SyncAPI(Generic[TBody]):
     """greenstalk 2.1.1's client methods on top of an abstract ``_request``.
 
-    Subclasses set ``encoding``, ``_use`` and ``_watch`` (the tubes the
-    connection was set up with; kept current here, so that a client can set
-    up a new connection the same way) and implement ``_request``.
+    The constructor checks every argument (no I/O) and keeps what an adapter
+    needs: ``self._address``, ``self.encoding``, ``self._use`` and
+    ``self._watch`` (the tubes a new connection is set up with; kept current
+    by ``use``, ``watch`` and ``ignore``, so that a reconnect restores them),
+    and ``self._timeouts`` (a :class:`~beanproto.client.Timeouts`). Then it
+    calls ``_open()``.
+
+    An adapter implements, as blocking methods except ``_open`` (see the guide,
+    ``docs/adapter.rst``):
+
+    * ``_open()``: the end of construction (no I/O);
+    * ``_request(command) -> event``: send one command, return the event that
+      answers it;
+    * ``_request_many(commands) -> events``: a batch, raising
+      :class:`~beanproto.client.Interrupted` when the connection fails
+      part-way;
+    * ``close()``, ``_ready()`` (connect, for ``with``) and ``_checkpoint()``
+      (a yield to the loop), which an async adapter gets from
+      :class:`~beanproto.client.Reconnecting` mixed in before this class.
     """
 
     @overload

@@ -33,7 +33,27 @@ _L = TypeVar("_L", bound=_Link)
 
 
 class Reconnecting(Generic[_L]):
-    """The link life cycle; mixed into an async client class."""
+    """The link life cycle; mixed into an async client class.
+
+    Call ``_init_links(lock)`` from ``_open()`` with a lock of the I/O
+    library. ``await self._current_link()`` returns the live link, or opens
+    one with ``_connect()`` (one task at a time, under that lock): after a
+    failure, unless ``reconnect=False`` or the address is a socket passed in.
+    ``close()`` gives the link up and ends a connect in progress.
+
+    A link is any object with an ``error`` attribute, ``None`` while it is
+    usable. The adapter implements:
+
+    * ``async _connect() -> link``: open and set up a connection (within
+      ``self._timeouts.connect``; :func:`~beanproto.client.setup_commands`,
+      :func:`~beanproto.client.check_setup`);
+    * ``_drop(link, error)``: give a link up: set ``link.error``, fail the
+      calls waiting on it, end the connection (synchronous);
+    * ``_given_socket() -> bool``: whether the address is a connected socket;
+    * ``_stop_connecting()``: end a ``_connect`` in progress (it then raises
+      :class:`ConnectionError`);
+    * ``async _checkpoint()``: a yield to the event loop.
+    """
 
     _address: Any
     _link: _L | None
