@@ -10,12 +10,13 @@ one it cannot understand, and at the end kicks the buried job back to show
 the whole job life cycle. Both sides use ``beanproto_sync``, the blocking
 client. Then the same exchange runs on ``beanproto_trio`` and on
 ``beanproto_asyncio`` (a consumer task, a producer, a cancelled reserve that
-leaves the client working). Then a ``Worker`` does the same kind of work
-the way a service would (handlers in threads, a failing job released with
-backoff and then buried, a job the handler chooses to bury), and a ``Pool``
-spreads jobs over three servers (two more private ones) and a worker takes
-them from all three. Last, the ``beanproto`` core underneath, pipelining
-three commands in one write.
+leaves the client working), and on ``beanproto_anyio`` (built on the public
+adapter kit alone) in a trio program and in an asyncio one. Then a
+``Worker`` does the same kind of work the way a service would (handlers in
+threads, a failing job released with backoff and then buried, a job the
+handler chooses to bury), and a ``Pool`` spreads jobs over three servers (two
+more private ones) and a worker takes them from all three. Last, the
+``beanproto`` core underneath, pipelining three commands in one write.
 """
 
 from __future__ import annotations
@@ -152,6 +153,38 @@ def asyncio_clients(address: Any) -> int:
                 )
 
     asyncio.run(main())
+    return len(done)
+
+
+def anyio_clients(address: Any) -> int:
+    """The same on beanproto_anyio, once on each of anyio's backends."""
+    import anyio  # optional dependency (the anyio extra), as trio above
+
+    import beanproto_anyio
+
+    done: list[int] = []
+
+    async def main(backend: str) -> None:
+        tube = f"demo-anyio-{backend}"
+        async with (
+            beanproto_anyio.Client(address, use=tube) as producer,
+            beanproto_anyio.Client(address, watch=tube) as consumer,
+        ):
+            await producer.put_many([f"anyio job {n}" for n in range(3)])
+            for _ in range(3):
+                job = await consumer.reserve(timeout=10)
+                log(f"anyio/{backend}", f"got job {job.id}: {job.body!r}")
+                await consumer.delete(job)
+                done.append(job.id)
+            with anyio.move_on_after(0.1):
+                await consumer.reserve()
+            log(
+                f"anyio/{backend}",
+                f"cancelled a waiting reserve; still watching {await consumer.watching()}",
+            )
+
+    for backend in ("trio", "asyncio"):
+        anyio.run(main, backend, backend=backend)
     return len(done)
 
 
@@ -311,10 +344,12 @@ def main(argv: list[str] | None = None) -> int:
         log("demo", f"consumer completed {len(done)} of {len(USERS)} mails")
         inspect(address)
         async_done = trio_clients(address) + asyncio_clients(address)
+        anyio_done = anyio_clients(address)
         served = worker_service(address)
         pooled = pool_of_three(address)
         pipelined_core(address)
-        ok = len(done) == len(USERS) and async_done == 6 and served and pooled
+        ok = len(done) == len(USERS) and async_done == 6 and anyio_done == 6
+        ok = ok and served and pooled
     log("demo", "done" if ok else "FAILED")
     return 0 if ok else 1
 
