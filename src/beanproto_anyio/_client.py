@@ -1,4 +1,4 @@
-"""The anyio client: the kit's API over one anyio socket stream.
+"""The anyio client: the kit's API over a socket, with anyio's waits.
 
 Built on the public adapter kit alone (:mod:`beanproto` for the protocol,
 :mod:`beanproto.client` for everything else), as ``docs/adapter.rst``
@@ -7,19 +7,24 @@ one alike.
 
 How bytes move
 --------------
-A call queues a *slot* for its reply on the connection (a *link*) and writes
-its command under the link's send lock, so that concurrent calls never
-interleave their bytes. Then it reads under the receive lock: whichever
-waiting task holds it reads events off the stream and hands each to the
-oldest slot, until its own slot is filled. Replies come back in the order
-the commands went out, so several tasks' commands are pipelined on the one
-connection and every task gets its own reply.
+Bytes move by plain calls on a non-blocking standard socket; only when it
+has nothing to read (or no room to write) does a call wait, with
+``anyio.wait_readable`` (``wait_writable``), which every anyio backend
+provides. (anyio's socket streams cost a trip through their own buffering
+and, on asyncio, switch the transport's reading on and off around every
+read.) A call queues a *slot* for its reply on the connection (a *link*) and
+writes its command under the link's send lock, so that concurrent calls
+never interleave their bytes. Then it reads under the receive lock:
+whichever waiting task holds it reads events off the socket and hands each
+to the oldest slot, until its own slot is filled. Replies come back in the
+order the commands went out, so several tasks' commands are pipelined on the
+one connection and every task gets its own reply. Every call is a schedule
+point.
 
 Cancellation
 ------------
-A read that is cancelled has taken nothing off the stream (anyio's
-``receive`` is cancel-safe), so what remains is the reply the cancelled call
-will not read:
+A read that is cancelled has taken nothing off the socket (only the wait is
+cancelled), so what remains is the reply the cancelled call will not read:
 
 * for most commands it is dropped when it arrives (the command itself may or
   may not have taken effect);
@@ -29,9 +34,10 @@ will not read:
   Closing puts back every job this connection held reserved; calls of other
   tasks still waiting on it raise :class:`~beanproto.ReplyLostError`.
 
-A call cancelled before its command is queued leaves no trace. One cancelled
-while its command is being written gives the connection up (anyio cannot say
-how much of it left).
+A call cancelled before a byte of its command is written leaves no trace
+(the command is taken back from the core too). One cancelled while its
+command is part-way out gives the connection up: part of a command is on the
+wire.
 
 Faults
 ------
@@ -41,7 +47,7 @@ set-up together (:class:`TimeoutError`; ``close()`` ends it with
 call's reply: due within ``io_timeout`` of its command going out, of the
 reply before it, or of the last bytes of it that came, plus ``t`` for
 ``reserve(timeout=t)``; ``reserve()`` has no bound (TCP keepalive notices a
-dead peer). Writing a command is bounded on progress: no chunk of it taken
+dead peer). Writing a command is bounded on progress: no byte of it taken
 for ``io_timeout``. Late: the connection is given up, the late call raises
 :class:`TimeoutError`, the others waiting on it
 :class:`~beanproto.ReplyLostError`. The next call connects again, unless
@@ -56,6 +62,7 @@ raise :class:`~beanproto.RemoteProtocolError`.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import math
 import os
@@ -67,33 +74,31 @@ from typing import TYPE_CHECKING, Any, overload
 import anyio
 import anyio.lowlevel
 import anyio.to_thread
-from anyio.abc import SocketAttribute, SocketStream
 
 import beanproto as bp
 from beanproto import client as kit
 
 __all__ = ["Client"]
 
-#: The most read off the stream at once.
+#: The most read off the socket at once.
 _READ_SIZE = 65536
 
 #: Bodies at least this large are written as parts (``Connection.send_parts``:
-#: never joined with the command line), each chunk bounded by io_timeout.
+#: never joined with the command line, never copied).
 _PARTS_BODY = 32 * 1024
-_CHUNK = 256 * 1024
-
-#: How long a read of bytes the readiness check saw may take at most.
-_IDLE_READ = 1.0
 
 _INF = math.inf
 _TCP = (socket.AF_INET, socket.AF_INET6)
-_STREAM_ERRORS = (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError)
+
+#: What a socket call, or a wait for one, raises when the connection fails
+#: (``ClosedResourceError``: the link was given up while a task waited).
+_IO_ERRORS = (OSError, anyio.ClosedResourceError)
 
 
 class _Slot:
     """One call's place in the line of replies a link owes."""
 
-    __slots__ = ("command", "error", "event", "orphan")
+    __slots__ = ("command", "error", "event", "orphan", "withdrawn")
 
     def __init__(self, command: bp.Command) -> None:
         self.command = command
@@ -101,6 +106,8 @@ class _Slot:
         self.error: BaseException | None = None
         #: Its call was cancelled: the reply is dropped when it comes.
         self.orphan = False
+        #: Taken back before a byte of its command was written.
+        self.withdrawn = False
 
     @property
     def done(self) -> bool:
@@ -108,18 +115,20 @@ class _Slot:
 
 
 class _Link:
-    """One connection: the stream, the core's state, the replies it owes."""
+    """One connection: the socket, the core's state, the replies it owes."""
 
-    def __init__(self, stream: SocketStream) -> None:
-        self.stream = stream
-        self.raw: socket.socket = stream.extra(SocketAttribute.raw_socket)
-        self.tcp = self.raw.family in _TCP
+    def __init__(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        self.raw = sock
+        self.tcp = sock.family in _TCP
         self.conn = bp.Connection()
         self.slots: deque[_Slot] = deque()
         self.error: BaseException | None = None
-        self.probe = kit.readiness_probe(self.raw.fileno())
-        self.send_lock = anyio.Lock()
-        self.recv_lock = anyio.Lock()
+        self.probe = kit.readiness_probe(sock.fileno())
+        # fast_acquire: a free lock is taken without a trip through the event
+        # loop (each call still waits once, for its reply).
+        self.send_lock = anyio.Lock(fast_acquire=True)
+        self.recv_lock = anyio.Lock(fast_acquire=True)
         #: When the oldest call's reply became due (see the module's "Faults").
         self.since = anyio.current_time()
         #: Part of the oldest reply came (it is then due on progress alone).
@@ -136,15 +145,15 @@ class _Link:
         return _INF if wait is None else self.since + wait + io
 
     def give_up(self, error: BaseException) -> None:
-        """Fail every call waiting on this link and end the connection.
+        """Fail every call waiting on this link and close the connection.
 
         The oldest call gets ``error`` itself when it is about its reply (a
         :class:`beanproto.Error`); every other call a
         :class:`~beanproto.ReplyLostError` (its command went out and may
         have run). A call that has its error already (the late one) keeps it.
-        ``shutdown`` ends the connection at once (the server puts back the
-        jobs it held reserved) and wakes any task reading or writing; the
-        stream itself is closed by the client (an ``await``).
+        Tasks waiting on the socket are woken first (their waits raise
+        ``ClosedResourceError``); closing it makes the server put back every
+        job the connection held reserved.
         """
         if self.error is not None:
             return
@@ -159,11 +168,10 @@ class _Link:
                     lost.__cause__ = error
                     slot.error = lost
         self.slots.clear()
-        try:
-            self.raw.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass  # not connected any more: nothing to end
         kit.close_probe(self.probe)
+        with contextlib.suppress(Exception):  # (no event loop: nobody is waiting)
+            anyio.notify_closing(self.raw)
+        self.raw.close()
 
     def hand_over(self, event: bp.Event) -> None:
         """Give ``event`` to the oldest call; drop the replies of cancelled
@@ -178,6 +186,14 @@ class _Link:
             slots.popleft().event = more
         self.started = False
         self.moved()  # the next call is the oldest now: its reply is due from here
+
+    def withdraw(self, slots: list[_Slot]) -> None:
+        """Take back the newest commands, none of whose bytes were written:
+        their slots, and their places in the core's queue of replies owed."""
+        for slot in reversed(slots):
+            self.slots.remove(slot)
+            self.conn.unsend(slot.command)
+            slot.withdrawn = True
 
 
 class Client(kit.Reconnecting[_Link], kit.AsyncAPI[kit.TBody]):
@@ -257,23 +273,12 @@ class Client(kit.Reconnecting[_Link], kit.AsyncAPI[kit.TBody]):
         if self._connect_scope is not None:
             self._connect_scope.cancel()
 
-    async def close(self) -> None:
-        await super().close()
-        link, self._link = self._link, None
-        if link is not None:
-            await _close_stream(link)
-
-    aclose = close
-
     async def _connect(self) -> _Link:
         """Open a connection and set it up, within connect_timeout.
 
         A cancellation from outside stays the library's; the deadline raises
         :class:`TimeoutError`, close() :class:`ConnectionError`.
         """
-        old = self._link
-        if old is not None:  # given up: its stream is still to be closed
-            await _close_stream(old)
         seconds = self._timeouts.connect
         deadline = _INF if seconds is None else anyio.current_time() + seconds
         with anyio.CancelScope(deadline=deadline) as scope:
@@ -290,13 +295,13 @@ class Client(kit.Reconnecting[_Link], kit.AsyncAPI[kit.TBody]):
         address = self._address
         timeouts = self._timeouts
         if isinstance(address, socket.socket):
-            stream = await SocketStream.from_socket(address)
+            sock = address  # closed with the link: it cannot be replaced
         elif isinstance(address, (str, os.PathLike)):
-            stream = await _open_unix(os.fspath(address))
+            sock = await _open_unix(os.fspath(address))
         else:
             host, port = address
-            stream = await _open_tcp(host, port, timeouts.keepalive)
-        link = self._connecting = _Link(stream)
+            sock = await _open_tcp(host, port, timeouts.keepalive)
+        link = self._connecting = _Link(sock)
         try:
             setup = kit.setup_commands(self._use, self._watch)
             if setup:
@@ -304,7 +309,7 @@ class Client(kit.Reconnecting[_Link], kit.AsyncAPI[kit.TBody]):
                 io = timeouts.io if timeouts.connect is None else None
                 slots = [_Slot(command) for command in setup]
                 link.slots.extend(slots)
-                await self._write(link, slots[-1], [link.conn.send(c) for c in setup], io)
+                await self._write(link, slots, [link.conn.send(c) for c in setup], io)
                 for slot in slots:
                     await self._wait_for(link, slot, io)
                     if slot.error is not None:
@@ -312,8 +317,6 @@ class Client(kit.Reconnecting[_Link], kit.AsyncAPI[kit.TBody]):
                 kit.check_setup(setup, [slot.event for slot in slots])  # type: ignore[misc]
         except BaseException as exc:
             link.give_up(exc)
-            with anyio.CancelScope(shield=True):
-                await _close_stream(link)
             if isinstance(exc, bp.ReplyLostError):
                 # The caller's own command has not left: nothing of it is lost.
                 raise kit.connection_lost(f"setting the connection up failed: {exc}") from exc
@@ -395,7 +398,7 @@ class Client(kit.Reconnecting[_Link], kit.AsyncAPI[kit.TBody]):
             async with link.send_lock:  # cancelled while waiting: nothing was sent
                 if link.error is not None:
                     continue  # lost while we waited: take the next connection
-                if not link.slots and not await self._still_open(link):
+                if not link.slots and not self._still_open(link):
                     if reconnected:
                         raise kit.connection_lost("the server closed a new connection at once")
                     reconnected = True
@@ -411,7 +414,7 @@ class Client(kit.Reconnecting[_Link], kit.AsyncAPI[kit.TBody]):
                     link.started = False
                     link.moved()  # the oldest call now: its reply is due from here
                 link.slots.append(slot)
-                await self._write(link, slot, parts, self._timeouts.io)
+                await self._write(link, [slot], parts, self._timeouts.io)
                 return link
 
     async def _send_planned(
@@ -433,7 +436,7 @@ class Client(kit.Reconnecting[_Link], kit.AsyncAPI[kit.TBody]):
                     if plan is None:
                         continue
                     raise kit.connection_lost(f"{type(link.error).__name__}: {link.error}")
-                if plan is None and not link.slots and not await self._still_open(link):
+                if plan is None and not link.slots and not self._still_open(link):
                     if reconnected:
                         raise kit.connection_lost("the server closed a new connection at once")
                     reconnected = True
@@ -453,49 +456,68 @@ class Client(kit.Reconnecting[_Link], kit.AsyncAPI[kit.TBody]):
                     link.moved()
                 link.slots.extend(new)
                 mine.extend(new)
-                await self._write(link, new[-1], parts, self._timeouts.io)
+                try:
+                    await self._write(link, new, parts, self._timeouts.io)
+                except BaseException:
+                    if new[0].withdrawn:  # not a byte of them left
+                        del mine[len(mine) - len(new) :]
+                    raise
                 return link, plan
 
     async def _write(
-        self, link: _Link, slot: _Slot, parts: Sequence[Any], io: float | None
+        self, link: _Link, slots: list[_Slot], parts: Sequence[Any], io: float | None
     ) -> None:
-        """Write ``parts`` whole, each chunk taken within ``io`` seconds.
+        """Write ``parts`` whole (the commands of ``slots``), waiting at most
+        ``io`` seconds each time the socket takes nothing.
 
-        Cut off (a failure, the deadline, a cancellation), the link is given
-        up: part of the command may be on the wire. A failure raises a plain
-        :class:`ConnectionError` (the command did not go out whole, so it
-        cannot have run); the deadline :class:`TimeoutError`.
+        Cancelled before a byte went out, the commands are taken back and the
+        link stays as it was. Cut off after that (a failure, the deadline, a
+        cancellation), the link is given up: part of a command is on the
+        wire. A failure raises a plain :class:`ConnectionError` (the command
+        did not go out whole, so it cannot have run); the deadline
+        :class:`TimeoutError`.
         """
-        stream = link.stream
+        raw = link.raw
+        sent_any = False
         try:
             for part in parts:
-                size = len(part)
-                for start in range(0, size, _CHUNK):
-                    chunk = part if size <= _CHUNK else bytes(part[start : start + _CHUNK])
-                    with anyio.move_on_after(_INF if io is None else io) as scope:
-                        await stream.send(chunk)
-                    if scope.cancelled_caught:
-                        verb = slot.command.verb.decode()
-                        error = kit.timed_out(f"sending {verb} to the server", io or 0.0)
-                        if not slot.done:
-                            slot.error = error
-                        link.give_up(error)
-                        raise error
+                view = memoryview(part)
+                while view:
+                    try:
+                        sent = raw.send(view)
+                    except BlockingIOError:
+                        with anyio.move_on_after(_INF if io is None else io) as scope:
+                            await anyio.wait_writable(raw)
+                        if scope.cancelled_caught:
+                            verb = slots[-1].command.verb.decode()
+                            error = kit.timed_out(f"sending {verb} to the server", io or 0.0)
+                            slot = slots[-1]
+                            if not slot.done:
+                                slot.error = error
+                            link.give_up(error)
+                            raise error from None
+                        continue
+                    sent_any = True
+                    view = view[sent:]
                     link.moved()  # progress
         except BaseException as exc:
             if link.error is None:
+                if not sent_any and not isinstance(exc, Exception):
+                    link.withdraw(slots)  # cancelled before a byte left
+                    raise
                 link.give_up(exc)
-                if isinstance(exc, _STREAM_ERRORS):
-                    raise kit.connection_lost(f"sending failed: {_cause(exc)}") from exc
+                if isinstance(exc, _IO_ERRORS):
+                    raise kit.connection_lost(f"sending failed: {exc}") from exc
                 raise
-            if isinstance(exc, Exception) and slot.error is not None and slot.error is not exc:
+            left = slots[-1].error
+            if isinstance(exc, Exception) and left is not None and left is not exc:
                 # Given up under us (close(), another call's deadline).
-                raise slot.error from None
+                raise left from None
             raise
 
-    async def _still_open(self, link: _Link) -> bool:
+    def _still_open(self, link: _Link) -> bool:
         """Read what arrived on ``link`` while it owed no reply (the send lock
-        is held and no call waits, so nobody else reads).
+        is held and no call waits, so nobody else reads; nothing yields).
 
         Returns ``False`` if the server closed the connection (now given up:
         the caller connects again), ``True`` otherwise.
@@ -508,18 +530,13 @@ class Client(kit.Reconnecting[_Link], kit.AsyncAPI[kit.TBody]):
             return True
         try:
             if not conn.buffered:
-                data = b""
-                with anyio.move_on_after(_IDLE_READ):
-                    try:
-                        data = await link.stream.receive(_READ_SIZE)
-                    except anyio.EndOfStream:
-                        data = b""
-                    else:
-                        if not data:  # pragma: no cover (anyio raises EndOfStream)
-                            return True
+                try:
+                    data = link.raw.recv(_READ_SIZE)
+                except BlockingIOError:
+                    return True  # nothing after all
                 conn.receive_data(data)  # raises if there are bytes: no reply is owed
             event = conn.next_event()
-        except _STREAM_ERRORS as exc:
+        except OSError as exc:
             link.give_up(exc)  # reset while idle: the command has not left
             return False
         except BaseException as exc:
@@ -543,38 +560,45 @@ class Client(kit.Reconnecting[_Link], kit.AsyncAPI[kit.TBody]):
         """Read the next event and hand it to the oldest call (``mine``, or
         one before it), within the oldest call's deadline.
 
-        If the link is given up meanwhile (``close()``, a cancelled reserve,
-        a late call), this call raises what the link left it.
+        A read is tried first; only when nothing has come does the task wait
+        for the socket. A read that did not wait yields once afterwards,
+        shielded (the event is handed over already), so that every call is
+        a schedule point. If the link is given up meanwhile (``close()``, a
+        cancelled reserve, a late call), this call raises what the link left
+        it.
         """
         conn = link.conn
+        raw = link.raw
+        waited = False
         try:
             event = conn.next_event()
             while event is bp.NEED_DATA:
-                now = anyio.current_time()
-                due = link.due(io)
-                if due <= now and link.probe(0):
-                    # Bytes (or an end of file) nobody has read yet: not late,
-                    # only unread (the reply of a call that was cancelled).
-                    due = now + (io or 0.0)
-                data: bytes | None = None
-                with anyio.move_on_after(max(due - now, 0.0)):
-                    try:
-                        data = await link.stream.receive(_READ_SIZE)
-                    except anyio.EndOfStream:
-                        data = b""
-                if link.error is not None:  # given up while we waited
-                    raise kit.connection_lost(str(link.error))
-                if data is None:
-                    self._late(link, io or 0.0)
-                    raise kit.connection_lost("late")  # replaced by the slot's error below
-                conn.receive_data(data)
+                try:
+                    data = raw.recv(_READ_SIZE)
+                except BlockingIOError:
+                    now = anyio.current_time()
+                    due = link.due(io)
+                    if due <= now and link.probe(0):
+                        # Bytes (or an end of file) nobody has read yet: not
+                        # late, only unread (the reply of a cancelled call).
+                        due = now + (io or 0.0)
+                    with anyio.move_on_after(max(due - now, 0.0)) as scope:
+                        await anyio.wait_readable(raw)
+                    waited = True
+                    if link.error is not None:  # given up while we waited
+                        raise kit.connection_lost(str(link.error)) from None
+                    if scope.cancelled_caught:
+                        self._late(link, io or 0.0)
+                        raise kit.connection_lost("late") from None  # (the slot's error)
+                    continue
+                conn.receive_data(data)  # b"": the server closed the connection
                 event = conn.next_event()
                 if event is bp.NEED_DATA:  # part of a reply: progress
                     link.started = True
                     link.moved()
         except BaseException as exc:
             if not isinstance(exc, Exception):
-                raise  # cancelled, interrupted: nothing was taken off the stream
+                raise  # cancelled, interrupted: nothing was taken off the socket
             ours = link.error is None
             if ours:
                 link.give_up(exc)
@@ -582,10 +606,12 @@ class Client(kit.Reconnecting[_Link], kit.AsyncAPI[kit.TBody]):
             if error is None or error is exc:
                 raise
             if ours:
-                raise error from _cause(exc)
+                raise error from exc
             error.__suppress_context__ = True  # closed under us: not news
             raise error  # noqa: B904 (its cause is the link's failure)
         link.hand_over(event)
+        if not waited:
+            await anyio.lowlevel.cancel_shielded_checkpoint()
 
     @staticmethod
     def _late(link: _Link, io: float) -> None:
@@ -600,6 +626,7 @@ class Client(kit.Reconnecting[_Link], kit.AsyncAPI[kit.TBody]):
         """Calls given up by their callers (cancelled) after their commands
         went out: their replies are dropped when they come, unless one may
         hold a job for nobody (a reserve): then the connection is closed."""
+        slots = [slot for slot in slots if not slot.withdrawn]
         if any(kit.abandon_needs_reset(slot.command, slot.event) for slot in slots):
             link.give_up(kit.connection_lost("a reserve was cancelled"))
             return
@@ -620,21 +647,6 @@ class Client(kit.Reconnecting[_Link], kit.AsyncAPI[kit.TBody]):
                 link.give_up(exc)
 
 
-def _cause(exc: BaseException) -> BaseException:
-    """The OS error under one of anyio's stream errors, if there is one."""
-    if isinstance(exc, anyio.BrokenResourceError) and exc.__cause__ is not None:
-        return exc.__cause__
-    return exc
-
-
-async def _close_stream(link: _Link) -> None:
-    with anyio.CancelScope(shield=True):
-        try:
-            await link.stream.aclose()
-        except _STREAM_ERRORS:  # pragma: no cover (closing a broken stream)
-            pass
-
-
 async def _connect_socket(sock: socket.socket, address: Any) -> None:
     """Connect a non-blocking ``sock``; raise the failure as the OS says it
     (``ConnectionRefusedError`` …), as the other clients do."""
@@ -647,14 +659,14 @@ async def _connect_socket(sock: socket.socket, address: Any) -> None:
         raise OSError(code, f"{os.strerror(code)}: {kit.describe(address)}")
 
 
-async def _open_unix(path: str) -> SocketStream:
+async def _open_unix(path: str) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         await _connect_socket(sock, path)
-        return await SocketStream.from_socket(sock)
     except BaseException:
         sock.close()
         raise
+    return sock
 
 
 async def _addresses(host: str, port: int) -> list[Any]:
@@ -670,7 +682,7 @@ async def _addresses(host: str, port: int) -> list[Any]:
     )
 
 
-async def _open_tcp(host: str, port: int, keepalive: float | None) -> SocketStream:
+async def _open_tcp(host: str, port: int, keepalive: float | None) -> socket.socket:
     """Connect to each address of ``host`` in turn; raise the last failure."""
     error: OSError | None = None
     for family, kind, proto, _, address in await _addresses(host, port):
@@ -679,11 +691,12 @@ async def _open_tcp(host: str, port: int, keepalive: float | None) -> SocketStre
             await _connect_socket(sock, address)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             kit.set_keepalive(sock, keepalive)
-            return await SocketStream.from_socket(sock)
         except OSError as exc:
             sock.close()
             error = exc
+            continue
         except BaseException:
             sock.close()
             raise
+        return sock
     raise error or OSError(f"no address found for {host!r}")
