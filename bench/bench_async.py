@@ -1,4 +1,4 @@
-"""Benchmark the trio and asyncio clients against aiostalk and raw event-loop code.
+"""Benchmark the trio, asyncio and anyio clients against aiostalk and raw event-loop code.
 
 Usage::
 
@@ -15,6 +15,8 @@ implementations are measured on the four workloads of ``bench_sync.py``:
                  preallocated buffer, reading exactly the reply. The ceiling
                  for a trio client.
 ``bp_asyncio``   ``beanproto_asyncio.Client``
+``bp_anyio_trio``, ``bp_anyio_aio``  ``beanproto_anyio.Client`` in a trio
+                 program and in an asyncio one (anyio's two backends)
 ``aiostalk``     ``aiostalk.Client`` (greenstalk's API on asyncio streams)
 ``raw_asyncio``  no library; two raw loops are measured and the faster one
                  on each workload is the ceiling: ``raw_aio_proto``, an
@@ -89,13 +91,14 @@ from bench_sync import (
 )
 from tools.beanstalkd import Server, running_beanstalkd
 
+import beanproto_anyio
 import beanproto_asyncio
 import beanproto_trio
 
-TRIO_IMPLEMENTATIONS = ("bp_trio", "raw_trio")
+TRIO_IMPLEMENTATIONS = ("bp_trio", "bp_anyio_trio", "raw_trio")
 #: The two raw asyncio loops; ``raw_asyncio`` is the faster of them.
 RAW_ASYNCIO = ("raw_aio_proto", "raw_aio_sock")
-ASYNCIO_IMPLEMENTATIONS = ("bp_asyncio", "aiostalk", *RAW_ASYNCIO)
+ASYNCIO_IMPLEMENTATIONS = ("bp_asyncio", "bp_anyio_aio", "aiostalk", *RAW_ASYNCIO)
 #: What is measured (``--raw-asyncio`` may leave one raw asyncio loop out).
 IMPLEMENTATIONS = (*TRIO_IMPLEMENTATIONS, *ASYNCIO_IMPLEMENTATIONS)
 
@@ -105,6 +108,9 @@ RATIOS = (
     ("bp_asyncio", "raw_asyncio"),
     ("bp_asyncio", "aiostalk"),
     ("aiostalk", "raw_asyncio"),
+    ("bp_anyio_trio", "raw_trio"),
+    ("bp_anyio_aio", "raw_asyncio"),
+    ("bp_anyio_aio", "aiostalk"),
 )
 
 #: The ops/s ratio each workload should reach, where the issue sets one. The
@@ -574,8 +580,13 @@ async def open_session(impl: str, address: Address, tube: str, big: bool) -> Asy
     """A connected session of ``impl``; closed on exit. Call it in the event
     loop ``impl`` is written for."""
     client: Any
-    if impl in ("bp_trio", "bp_asyncio"):
-        module: Any = beanproto_trio if impl == "bp_trio" else beanproto_asyncio
+    if impl in ("bp_trio", "bp_asyncio", "bp_anyio_trio", "bp_anyio_aio"):
+        module: Any = {
+            "bp_trio": beanproto_trio,
+            "bp_asyncio": beanproto_asyncio,
+            "bp_anyio_trio": beanproto_anyio,
+            "bp_anyio_aio": beanproto_anyio,
+        }[impl]
         if big:
             client = module.Client(address, None, use=tube, watch=tube)
         else:
