@@ -10,6 +10,7 @@ import collections
 import itertools
 import socket
 import threading
+import time
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -122,6 +123,25 @@ def test_reserve_takes_from_every_server_without_starving_any(
             pool.reserve(timeout=0)
     for server in servers:
         assert jobs_on(server, tube) == []
+
+
+def test_a_pool_reserve_takes_its_timeout_as_a_client_does(
+    servers: list[RestartableServer],
+) -> None:
+    """A float is rounded up (never a shorter wait than asked), a bad value is
+    refused before anything is sent, as ``Client.reserve`` does."""
+    tube = new_tube()
+    with beanproto_sync.Pool([s.address for s in servers[:1]], watch=tube) as pool:
+        with pytest.raises(beanproto.ArgumentError):
+            pool.reserve(timeout=-1)
+        with pytest.raises(beanproto.ArgumentTypeError):
+            pool.reserve(timeout="1")  # type: ignore[arg-type]
+        with pytest.raises(beanproto.ArgumentTypeError):
+            pool.reserve(timeout=True)
+        started = time.monotonic()
+        with pytest.raises(beanproto_sync.TimedOutError):
+            pool.reserve(timeout=0.2)  # type: ignore[arg-type]
+        assert time.monotonic() - started >= 0.2  # rounded up to a second, not down to 0
 
 
 def test_a_reserve_waits_for_a_job_on_any_server(servers: list[RestartableServer]) -> None:

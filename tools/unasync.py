@@ -53,6 +53,7 @@ SUBSTITUTIONS = [
     (re.compile(r"\bAsyncAPI\b"), "SyncAPI"),
     (re.compile(r"\b__aenter__\b"), "__enter__"),
     (re.compile(r"\b__aexit__\b"), "__exit__"),
+    (re.compile(r"``async with Pool\("), "``with Pool("),
     (re.compile(r"\bas coroutines\b"), "as blocking methods"),
 ]
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Generic
 
 from beanproto._commands import DEFAULT_DELAY, DEFAULT_PRIORITY, DEFAULT_TTR
 from beanproto._stats import Stats, StatsJob, StatsTube
+from beanproto._validate import MAX_RESERVE_TIMEOUT, check_seconds
 from beanproto.client import _faults as faults
 from beanproto.client import _outcomes as lib
 from beanproto.client._job import Job, TBody
@@ -59,7 +60,7 @@ class _Member:
 class SyncPool(Generic[TBody]):
     """Several beanstalkd servers behind one client API (see the module).
 
-    Use it as ``async with Pool([address, ...]) as pool:``. Connections are
+    Use it as ``with Pool([address, ...]) as pool:``. Connections are
     opened when first needed, one per server.
 
     Args:
@@ -371,8 +372,10 @@ class SyncPool(Generic[TBody]):
             TimedOutError: no job on any server within ``timeout``.
             ConnectionError: no server could be reached.
         """
-        if timeout is not None and (type(timeout) is not int or timeout < 0):
-            raise ArgumentError(f"timeout must be an int of 0 or more, or None, not {timeout!r}")
+        if timeout is not None:
+            # As a client's reserve takes it (a float rounded up, ints of any
+            # kind), checked before anything is sent.
+            timeout = check_seconds(timeout, "timeout", MAX_RESERVE_TIMEOUT)
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             if self._closed:
@@ -435,7 +438,7 @@ class SyncPool(Generic[TBody]):
 
     def delete(self, job: Any) -> None:
         """Delete ``job`` on its server (a job this pool reserved: on the
-        connection that reserved it, see :meth:`_reserved_on`)."""
+        connection that reserved it: a reservation belongs to a connection)."""
         self._routed("delete", job, reserved=True)
 
     def release(

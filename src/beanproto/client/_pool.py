@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Generic
 
 from beanproto._commands import DEFAULT_DELAY, DEFAULT_PRIORITY, DEFAULT_TTR
 from beanproto._stats import Stats, StatsJob, StatsTube
+from beanproto._validate import MAX_RESERVE_TIMEOUT, check_seconds
 from beanproto.client import _faults as faults
 from beanproto.client import _outcomes as lib
 from beanproto.client._job import Job, TBody
@@ -398,8 +399,10 @@ class AsyncPool(Generic[TBody]):
             TimedOutError: no job on any server within ``timeout``.
             ConnectionError: no server could be reached.
         """
-        if timeout is not None and (type(timeout) is not int or timeout < 0):
-            raise ArgumentError(f"timeout must be an int of 0 or more, or None, not {timeout!r}")
+        if timeout is not None:
+            # As a client's reserve takes it (a float rounded up, ints of any
+            # kind), checked before anything is sent.
+            timeout = check_seconds(timeout, "timeout", MAX_RESERVE_TIMEOUT)
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             if self._closed:
@@ -462,7 +465,7 @@ class AsyncPool(Generic[TBody]):
 
     async def delete(self, job: Any) -> None:
         """Delete ``job`` on its server (a job this pool reserved: on the
-        connection that reserved it, see :meth:`_reserved_on`)."""
+        connection that reserved it: a reservation belongs to a connection)."""
         await self._routed("delete", job, reserved=True)
 
     async def release(
