@@ -69,6 +69,9 @@ CHILD = textwrap.dedent(
 
     if kind == "trio":
         trio.run(main, beanproto_trio.Client)
+    elif kind == "anyio":
+        import anyio, beanproto_anyio
+        anyio.run(main, beanproto_anyio.Client)
     else:
         asyncio.run(main(beanproto_asyncio.Client))
     """
@@ -94,7 +97,7 @@ def peak_growth(kind: str, size: int, host: str, port: int) -> int:
 
 @pytest.mark.integration
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs /proc (Linux)")
-@pytest.mark.parametrize("kind", ["asyncio", "trio"])
+@pytest.mark.parametrize("kind", ["asyncio", "trio", "anyio"])
 def test_large_put_adds_a_fraction_of_the_body(kind: str) -> None:
     with running_beanstalkd(max_job_size=BIG_BODY + 1024) as server:
         growth = peak_growth(kind, BIG_BODY, server.host, server.port)

@@ -395,7 +395,10 @@ class Client(kit.Reconnecting[_Link], kit.AsyncAPI[kit.TBody]):
         reconnected = False
         while True:
             link = await self._current_link()
-            async with link.send_lock:  # cancelled while waiting: nothing was sent
+            # Taking the lock raises a pending cancellation (anyio checks even
+            # on its fast path), and nothing yields from there to the write:
+            # a call cancelled before it leaves no trace.
+            async with link.send_lock:
                 if link.error is not None:
                     continue  # lost while we waited: take the next connection
                 if not link.slots and not self._still_open(link):
@@ -403,7 +406,6 @@ class Client(kit.Reconnecting[_Link], kit.AsyncAPI[kit.TBody]):
                         raise kit.connection_lost("the server closed a new connection at once")
                     reconnected = True
                     continue  # closed by the server while idle: connect again
-                await anyio.lowlevel.checkpoint_if_cancelled()
                 conn = link.conn
                 parts: Sequence[Any]
                 if type(command) is bp.Put and len(command.body) >= _PARTS_BODY:
@@ -441,7 +443,6 @@ class Client(kit.Reconnecting[_Link], kit.AsyncAPI[kit.TBody]):
                         raise kit.connection_lost("the server closed a new connection at once")
                     reconnected = True
                     continue
-                await anyio.lowlevel.checkpoint_if_cancelled()
                 conn = link.conn
                 if plan is None:
                     plan = kit.Plan(conn, commands, max_unread=kit.unread_limit(link.tcp))
@@ -582,12 +583,17 @@ class Client(kit.Reconnecting[_Link], kit.AsyncAPI[kit.TBody]):
                         # Bytes (or an end of file) nobody has read yet: not
                         # late, only unread (the reply of a cancelled call).
                         due = now + (io or 0.0)
-                    with anyio.move_on_after(max(due - now, 0.0)) as scope:
+                    if due == _INF:  # (no deadline: no cancel scope to pay for)
                         await anyio.wait_readable(raw)
+                        late = False
+                    else:
+                        with anyio.move_on_after(max(due - now, 0.0)) as scope:
+                            await anyio.wait_readable(raw)
+                        late = scope.cancelled_caught
                     waited = True
                     if link.error is not None:  # given up while we waited
                         raise kit.connection_lost(str(link.error)) from None
-                    if scope.cancelled_caught:
+                    if late:
                         self._late(link, io or 0.0)
                         raise kit.connection_lost("late") from None  # (the slot's error)
                     continue
