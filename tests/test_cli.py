@@ -254,6 +254,77 @@ def test_top_scrolls_the_tubes_that_do_not_fit(tmux: str) -> None:
         shown(tmux, "EXIT=0")
 
 
+class FakeScreen:
+    """What ``_top._loop`` draws on, in process: a screen of ``height`` lines
+    that records every frame and plays ``keys`` once the tubes are shown
+    (until then, no key: what curses' 100 ms timeout gives)."""
+
+    def __init__(self, keys: list[int], width: int = 120, height: int = 12) -> None:
+        self.keys = keys
+        self.size = (height, width)
+        self.frames: list[list[str]] = []
+        self._frame: dict[int, str] = {}
+        self._deadline = time.monotonic() + 10
+
+    def timeout(self, ms: int) -> None:
+        pass
+
+    def getmaxyx(self) -> tuple[int, int]:
+        return self.size
+
+    def erase(self) -> None:
+        self._frame = {}
+
+    def addstr(self, y: int, x: int, text: str) -> None:
+        assert x == 0 and 0 <= y < self.size[0] and len(text) < self.size[1]
+        self._frame[y] = text
+
+    def refresh(self) -> None:
+        self.frames.append([self._frame[y] for y in sorted(self._frame)])
+
+    def getch(self) -> int:
+        assert time.monotonic() < self._deadline, self.frames[-1]
+        if not any(line.startswith("tubes ") for line in self.frames[-1]):
+            time.sleep(0.01)  # (curses would wait for a key this long)
+            return -1
+        return self.keys.pop(0) if self.keys else ord("q")
+
+
+def test_top_loop_reads_keys_sorts_pauses_and_scrolls_in_process() -> None:
+    """The curses loop itself (tmux runs it in a subprocess, unmeasured), on
+    a fake screen: every key does what the header and the footer say."""
+    import curses
+
+    from beanproto_cli._commands import Context
+    from beanproto_cli._top import _loop
+
+    with running_beanstalkd() as server:
+        with beanproto_sync.Client(address_of(server)) as client:
+            for n in range(12):
+                client.use(f"fake-{n:02d}")
+                client.put("x")
+        keys = [ord("s"), ord("r"), ord("p"), ord("p"), ord("j"), curses.KEY_DOWN]
+        keys += [curses.KEY_NPAGE, ord("k"), curses.KEY_PPAGE, ord("g"), curses.KEY_RESIZE]
+        screen = FakeScreen(keys)
+        ctx = Context(servers=[address_of(server)], timeout=5.0, out=sys.stdout)
+        assert _loop(screen, ctx, 0.05) == 0
+    shown = [f for f in screen.frames if any(line.startswith("tubes ") for line in f)]
+    titles = [frame[0] for frame in shown]
+    footers = [frame[-1] for frame in shown]
+    # 12 lines: 5 above the rows, the footer: 6 of the 13 tubes at a time.
+    assert footers[0].startswith("tubes 1-6 of 13")
+    assert "sort: ready" in titles[1] and "(reversed)" in titles[2]
+    assert ", paused," in titles[3] and ", live," in titles[4]
+    assert [f.split()[1] for f in footers[5:11]] == ["2-7", "3-8", "8-13", "7-12", "1-6", "1-6"]
+    assert all(len(frame) <= 12 for frame in screen.frames)
+
+
+def test_top_without_a_terminal_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    # (pytest's stdin and stdout are not terminals)
+    assert main(["-s", "127.0.0.1:1", "top"]) == 2
+    assert "top needs a terminal" in capsys.readouterr().err
+
+
 def test_top_quits_on_ctrl_c_and_shows_an_unreachable_server(tmux: str) -> None:
     command = f"{sys.executable} -m beanproto -s 127.0.0.1:1 top --interval 0.2"
     keys(tmux, f"cd {ROOT} && {command}; echo EXIT=$?", "Enter")
