@@ -171,8 +171,13 @@ class Write:
 class Plan:
     """When to write which commands of a batch, and when to read first.
 
-    See the module's documentation. ``conn`` is the connection the batch
-    goes out on; ``next_write`` queues the commands of each write on it.
+    The rules (why a batch written whole can deadlock, and the limits that
+    prevent it) are this module's docstring, and the loop an adapter runs is
+    in the guide (``docs/adapter.rst``, "Pipelining"). ``conn`` is the
+    connection the batch goes out on; ``next_write`` queues the commands of
+    each write on it. ``sent`` counts the commands handed out in writes,
+    ``answered`` those whose reply was read (:meth:`replied`): the reply
+    read next is the one to ``commands[answered]``.
     Every command is checked to be one with a reply before anything is
     planned (``Quit`` has none: a batch would wait for it for ever).
 

@@ -241,7 +241,8 @@ class Connection:
     def unsend(self, command: Command) -> None:
         """Take back ``command``, the newest one sent, when none of its bytes
         were written (the write was cancelled before it began): the
-        connection is then as if it had never been sent.
+        connection is then as if it had never been sent. For a write of
+        several commands, take each back, newest first.
 
         Raises:
             LocalProtocolError: ``command`` is not the newest command sent, or

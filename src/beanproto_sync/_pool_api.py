@@ -61,7 +61,9 @@ class SyncPool(Generic[TBody]):
     """Several beanstalkd servers behind one client API (see the module).
 
     Use it as ``with Pool([address, ...]) as pool:``. Connections are
-    opened when first needed, one per server.
+    opened when first needed, one per server. (An adapter binds it with a
+    subclass that sets ``_client_type``, its client class, and implements
+    ``async _pause(seconds: float)``, its library's sleep.)
 
     Args:
         addresses: the servers, as for the client.

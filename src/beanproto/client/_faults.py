@@ -182,7 +182,11 @@ def describe(address: object) -> str:
 
 def reply_timed_out(verb: str, seconds: float | None) -> TimeoutError:
     """The builtin :class:`TimeoutError` of a call whose reply is late: its
-    command went out, so it may have run, and the connection is given up."""
+    command went out, so it may have run, and the connection is given up.
+
+    ``verb`` is the command's name as text (``command.verb.decode()``);
+    ``seconds`` the bound that passed (:func:`reply_timeout`'s figure).
+    """
     within = "in time" if seconds is None else f"within {seconds:g} s"
     return TimeoutError(
         f"no reply to {verb} {within}: the connection is given up (the command may have run)"
@@ -197,7 +201,12 @@ def reply_lost(why: object) -> ReplyLostError:
 
 
 def timed_out(what: str, seconds: float | None) -> TimeoutError:
-    """The builtin :class:`TimeoutError`, saying which bound expired."""
+    """The builtin :class:`TimeoutError`, saying which bound expired.
+
+    ``what`` is the wait, as the message's subject: ``"connecting to
+    127.0.0.1:11300"``, ``"sending put to the server"``. ``seconds``: the
+    bound (``None``: one the system set, such as a TCP connect's).
+    """
     if seconds is None:  # a wait the system bounded (a TCP connect)
         return TimeoutError(f"{what} timed out")
     return TimeoutError(f"{what} took longer than {seconds:g} s")
