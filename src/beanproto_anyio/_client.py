@@ -176,16 +176,24 @@ class _Link:
     def hand_over(self, event: bp.Event) -> None:
         """Give ``event`` to the oldest call; drop the replies of cancelled
         calls that are already here."""
-        slots = self.slots
-        slots.popleft().event = event
-        conn = self.conn
-        while slots and slots[0].orphan and conn.buffered:
-            more = conn.next_event()
-            if more is bp.NEED_DATA:
-                break
-            slots.popleft().event = more
+        self.slots.popleft().event = event
+        self.drop_orphans()
         self.started = False
         self.moved()  # the next call is the oldest now: its reply is due from here
+
+    def drop_orphans(self) -> bool:
+        """Hand the replies already read to the oldest calls while those were
+        cancelled (their replies are dropped); whether there was any."""
+        slots = self.slots
+        conn = self.conn
+        dropped = False
+        while slots and slots[0].orphan and conn.buffered:
+            event = conn.next_event()
+            if event is bp.NEED_DATA:
+                break
+            slots.popleft().event = event
+            dropped = True
+        return dropped
 
     def withdraw(self, slots: list[_Slot]) -> None:
         """Take back the newest commands, none of whose bytes were written:
@@ -639,16 +647,13 @@ class Client(kit.Reconnecting[_Link], kit.AsyncAPI[kit.TBody]):
         for slot in slots:
             if not slot.done:
                 slot.orphan = True
-        if not link.recv_lock.locked() and link.slots and link.slots[0].orphan:
-            # Their replies may be here already: hand them over now, so the
-            # next call does not take them for late ones.
-            conn = link.conn
+        if not link.recv_lock.locked():
+            # Their replies may be here already: drop them now, so the next
+            # call does not take them for late ones.
             try:
-                while link.slots and link.slots[0].orphan and conn.buffered:
-                    event = conn.next_event()
-                    if event is bp.NEED_DATA:
-                        break
-                    link.hand_over(event)
+                if link.drop_orphans():
+                    link.started = False
+                    link.moved()
             except Exception as exc:
                 link.give_up(exc)
 
